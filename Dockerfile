@@ -1,0 +1,11 @@
+# One image for every crmsync service; the command picks the service.
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY services ./services
+COPY migrations ./migrations
+RUN pip install -e . && useradd --system crmsync
+USER crmsync
+ENTRYPOINT ["crmsync"]

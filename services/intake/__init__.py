@@ -1,0 +1,1 @@
+"""Intake: receives webhooks and app events, publishes them, answers once confirmed."""

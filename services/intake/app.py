@@ -1,0 +1,70 @@
+"""Intake's aiohttp application: ``create_app(settings) -> web.Application``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from services.intake.keys import broker_key, settings_key
+from services.intake.openapi import openapi_document
+from services.intake.webhooks.commerce7 import commerce7_webhook
+from services.intake.webhooks.shopify import shopify_webhook
+from shared import queues
+from shared.broker import Broker
+from shared.metrics import BROKER_READY, metrics_handler
+from shared.problems import Problem, problem_middleware
+from shared.settings import IntakeSettings
+from shared.topology import Topology
+
+log = structlog.get_logger(__name__)
+
+
+async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    if not settings.shopify_webhook_secret.get_secret_value():
+        log.warning("intake.no_shopify_secret", hint="set CRMSYNC_SHOPIFY_WEBHOOK_SECRET")
+    if not settings.commerce7_tenants:
+        log.warning("intake.no_commerce7_tenants", hint="set CRMSYNC_COMMERCE7_TENANTS")
+    broker = Broker(
+        settings.amqp_url.get_secret_value(),
+        Topology(settings.amqp_namespace),
+        queues.ALL,
+        name="crmsync-intake",
+        publish_timeout_s=settings.publish_timeout_s,
+    )
+    app[broker_key] = broker
+    await broker.start()
+    yield
+    await broker.close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[broker_key].ready
+    BROKER_READY.set(1 if ready else 0)
+    if not ready:
+        raise Problem(503, "Service Unavailable", "RabbitMQ is not reachable")
+    return web.json_response({"status": "ready"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def create_app(settings: IntakeSettings) -> web.Application:
+    """Build intake. The broker connects in the background on startup."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
+    app[settings_key] = settings
+    app.cleanup_ctx.append(_broker_ctx)
+    app.router.add_post("/webhooks/shopify", shopify_webhook)
+    app.router.add_post("/webhooks/commerce7", commerce7_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi)
+    return app

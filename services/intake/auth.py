@@ -1,0 +1,45 @@
+"""Who is calling: Shopify's HMAC signature, Commerce7's Basic auth, app API keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+
+def shopify_hmac(body: bytes, secret: str) -> str:
+    """``X-Shopify-Hmac-Sha256`` for ``body``: base64 of HMAC-SHA256 keyed by the app's
+    client secret over the raw body (WEBHOOKS.md §3, shopify.dev verify-deliveries)."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_shopify_hmac(body: bytes, header: str | None, secret: str) -> bool:
+    """True when ``header`` is the signature of ``body``; constant-time compare.
+
+    An unset secret verifies nothing: every request is refused rather than trusted.
+    """
+    if not secret or not header:
+        return False
+    try:
+        given = base64.b64decode(header.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return hmac.compare_digest(given, expected)
+
+
+def verify_basic_auth(header: str | None, username: str, password: str) -> bool:
+    """True when ``Authorization: Basic ...`` carries exactly ``username:password``."""
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    user, sep, pwd = decoded.partition(":")
+    # Compare both halves every time so timing does not tell which one was wrong.
+    ok_user = hmac.compare_digest(user.encode(), username.encode())
+    ok_pwd = hmac.compare_digest(pwd.encode(), password.encode())
+    return bool(sep) and ok_user and ok_pwd

@@ -1,0 +1,11 @@
+"""Typed application keys for intake's shared state (aiohttp ``AppKey``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.broker import Broker
+from shared.settings import IntakeSettings
+
+settings_key = web.AppKey("settings", IntakeSettings)
+broker_key = web.AppKey("broker", Broker)

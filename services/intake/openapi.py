@@ -1,0 +1,138 @@
+"""Intake's OpenAPI 3.1 document, served at ``GET /openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {"schema": _PROBLEM}}}
+
+
+_ACCEPTED = {
+    "description": "Accepted: the broker confirmed the event (or the topic is ignored).",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "status": {"enum": ["accepted", "ignored"]},
+                    "id": {"type": "string"},
+                    "topic": {"type": "string"},
+                },
+                "required": ["status"],
+            }
+        }
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document; kept by hand, checked by ``tests/intake/test_openapi.py``."""
+    webhook_errors = {
+        "400": _problem("Malformed JSON or a missing required header."),
+        "401": _problem("Bad signature or credentials."),
+        "413": _problem("Body over the size limit (1 MiB by default)."),
+        "422": _problem("Required fields missing; `errors[].pointer` names each."),
+        "503": _problem("Broker unavailable; nothing accepted, retry (see Retry-After)."),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "crmsync intake",
+            "version": "1.0.0",
+            "description": "Receives webhooks and app events; answers 2xx only once RabbitMQ "
+            "has confirmed the event.",
+        },
+        "paths": {
+            "/webhooks/shopify": {
+                "post": {
+                    "summary": "Shopify order webhook (orders/create, orders/paid, "
+                    "orders/updated, orders/cancelled)",
+                    "parameters": [
+                        {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
+                        for n in ("X-Shopify-Hmac-Sha256", "X-Shopify-Topic", "X-Shopify-Webhook-Id")
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ShopifyOrder"}}},
+                    },
+                    "responses": {"200": _ACCEPTED, **webhook_errors},
+                }
+            },
+            "/webhooks/commerce7": {
+                "post": {
+                    "summary": "Commerce7 webhook (Order Create / Update handled)",
+                    "security": [{"basic": []}, {}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Commerce7Webhook"}}},
+                    },
+                    "responses": {
+                        "200": _ACCEPTED,
+                        **webhook_errors,
+                        "403": _problem("tenantId not in CRMSYNC_COMMERCE7_TENANTS."),
+                    },
+                }
+            },
+            "/healthz": {"get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Broker reachable",
+                    "responses": {"200": {"description": "ready"}, "503": _problem("broker unreachable")},
+                }
+            },
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
+        },
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "description": "RFC 9457 problem details",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
+                            },
+                        },
+                    },
+                    "required": ["title", "status"],
+                },
+                "ShopifyOrder": {
+                    "type": "object",
+                    "description": "Shopify's Order resource as the webhook body (fields read by crmsync).",
+                    "required": ["id", "currency", "total_price"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "currency": {"type": "string", "minLength": 3, "maxLength": 3},
+                        "total_price": {"type": "string"},
+                        "current_subtotal_price": {"type": "string"},
+                        "financial_status": {"type": "string"},
+                        "customer": {"type": "object", "required": ["id"]},
+                    },
+                },
+                "Commerce7Webhook": {
+                    "type": "object",
+                    "required": ["object", "action", "tenantId"],
+                    "properties": {
+                        "object": {"type": "string"},
+                        "action": {"type": "string"},
+                        "tenantId": {"type": "string"},
+                        "payload": {
+                            "type": "object",
+                            "required": ["id", "customerId", "paymentStatus", "subTotal", "total"],
+                        },
+                    },
+                },
+            },
+        },
+    }

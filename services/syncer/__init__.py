@@ -1,0 +1,1 @@
+"""Syncer: consumes events, writes Postgres, calls the CRMs."""

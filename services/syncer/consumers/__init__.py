@@ -1,0 +1,1 @@
+"""One module per queue: the handler and nothing of AMQP."""

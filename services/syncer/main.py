@@ -1,0 +1,182 @@
+"""``crmsync syncer``: consumers, the outbox relay, and a small health/metrics server.
+
+Many replicas may run at once (competing consumers on quorum queues); nothing here
+assumes it is alone. On SIGTERM / SIGINT it stops taking messages, lets in-flight
+handlers finish within ``shutdown_grace_s``, then closes in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import signal
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import structlog
+from aiohttp import web
+from aiolimiter import AsyncLimiter
+
+from services.syncer.consumers.membership_actions import handle_membership_action
+from services.syncer.consumers.orders import handle_order
+from services.syncer.deps import SyncerDeps
+from shared import queues
+from shared.broker import Broker
+from shared.clients.commerce7 import Commerce7Client
+from shared.clients.shopify import ShopifyClient
+from shared.consumer import Consumer, Delivery
+from shared.db import create_pool
+from shared.events import CloudEvent
+from shared.metrics import BROKER_READY, metrics_handler
+from shared.outbox import OutboxRelay
+from shared.settings import SyncerSettings
+from shared.topology import QueueSpec, Topology
+
+log = structlog.get_logger(__name__)
+
+DepsHandler = Callable[[CloudEvent, Delivery, SyncerDeps], Awaitable[None]]
+
+
+def action_retry_delays(settings: SyncerSettings) -> tuple[float, ...]:
+    """2**attempt units after attempt 1..max-1: 2, 4, 8, 16 minutes by default."""
+    return tuple(2**a * settings.retry_unit_s for a in range(1, settings.action_max_attempts))
+
+
+def order_retry_delays(settings: SyncerSettings) -> tuple[float, ...]:
+    """Order handler retries (database trouble): the same doubling, from 1/4 unit."""
+    return tuple(2**a * settings.retry_unit_s / 8 for a in range(1, settings.handler_max_attempts))
+
+
+def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler, int]]:
+    """Each queue (with its retry delays), its handler, and its max attempts."""
+    plan: list[tuple[QueueSpec, DepsHandler, int]] = [
+        (
+            queues.with_retries(queues.ORDERS, order_retry_delays(settings)),
+            handle_order,
+            settings.handler_max_attempts,
+        )
+    ]
+    for spec in queues.MEMBERSHIP_ACTIONS.values():
+        plan.append(
+            (
+                queues.with_retries(spec, action_retry_delays(settings)),
+                handle_membership_action,
+                settings.action_max_attempts,
+            )
+        )
+    return plan
+
+
+class Syncer:
+    """The running syncer: :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, settings: SyncerSettings) -> None:
+        self.settings = settings
+        self.plan = consumer_plan(settings)
+        self.broker = Broker(
+            settings.amqp_url.get_secret_value(),
+            Topology(settings.amqp_namespace),
+            [spec for spec, _, _ in self.plan],
+            name="crmsync-syncer",
+            publish_timeout_s=settings.publish_timeout_s,
+        )
+        self.consumers: list[Consumer] = []
+        self._http: aiohttp.ClientSession | None = None
+        self._relay: OutboxRelay | None = None
+        self.deps: SyncerDeps | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        pool = await create_pool(s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size)
+        self._http = aiohttp.ClientSession()
+        self.deps = SyncerDeps(
+            settings=s,
+            pool=pool,
+            shopify=ShopifyClient(
+                self._http,
+                base_url=s.shopify_base_url,
+                access_token=s.shopify_access_token.get_secret_value(),
+                api_version=s.shopify_api_version,
+                limiter=AsyncLimiter(s.shopify_rate_per_s, 1),
+                timeout_s=s.http_timeout_s,
+            ),
+            commerce7=Commerce7Client(
+                self._http,
+                base_url=s.commerce7_base_url,
+                app_id=s.commerce7_app_id,
+                app_secret=s.commerce7_app_secret.get_secret_value(),
+                limiter=AsyncLimiter(s.commerce7_rate_per_s, 1),
+                timeout_s=s.http_timeout_s,
+            ),
+        )
+        await self.broker.wait_ready(timeout_s=60)
+        self._relay = OutboxRelay(pool, self.broker, poll_s=s.outbox_poll_s)
+        await self._relay.start()
+        for spec, handler, max_attempts in self.plan:
+            consumer = Consumer(
+                self.broker,
+                spec,
+                functools.partial(handler, deps=self.deps),
+                max_attempts=max_attempts,
+                prefetch_count=s.prefetch_count,
+            )
+            await consumer.start()
+            self.consumers.append(consumer)
+        log.info("syncer.started", queues=[c.queue_name for c in self.consumers])
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop(self.settings.shutdown_grace_s) for c in self.consumers))
+        if self._relay is not None:
+            await self._relay.stop()
+        await self.broker.close()
+        if self._http is not None:
+            await self._http.close()
+        if self.deps is not None:
+            await self.deps.pool.close()
+        log.info("syncer.stopped")
+
+
+def health_app(syncer: Syncer) -> web.Application:
+    """``/healthz``, ``/readyz`` (broker connected) and ``/metrics``."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = syncer.broker.ready
+        BROKER_READY.set(1 if ready else 0)
+        return web.json_response({"status": "ready" if ready else "broker unreachable"},
+                                 status=200 if ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+async def serve(settings: SyncerSettings, host: str, port: int) -> None:
+    """Run until SIGTERM / SIGINT."""
+    syncer = Syncer(settings)
+    runner = web.AppRunner(health_app(syncer), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        starting = asyncio.create_task(syncer.start())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            await stopped
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+    finally:
+        await syncer.stop()
+        await runner.cleanup()

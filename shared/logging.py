@@ -1,0 +1,64 @@
+"""structlog set-up: console lines on a TTY, JSON lines otherwise.
+
+Per-message context (``event_id``, ``correlation_id``, ``routing_key``, ``queue``,
+``message_id``) is bound with :func:`structlog.contextvars.bind_contextvars`, so every
+line a handler logs carries it without passing a logger around.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+
+def configure_logging(
+    level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto", *, service: str = ""
+) -> None:
+    """Configure structlog and the stdlib root logger (aiohttp, aio-pika) once.
+
+    Args:
+        level: a stdlib level name, e.g. ``"INFO"``.
+        fmt: ``"console"`` for humans, ``"json"`` for collectors, ``"auto"`` picks
+            console when stderr is a TTY.
+        service: bound on every line as ``service`` (``intake``, ``syncer``, ...).
+    """
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer, foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name]
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # aiormq logs every reconnect attempt at WARNING with a traceback; keep one line.
+    logging.getLogger("aiormq").setLevel(max(numeric, logging.ERROR))
+    logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
+    if service:
+        structlog.contextvars.bind_contextvars(service=service)

@@ -1,0 +1,119 @@
+"""Order webhooks as Shopify and Commerce7 send them (the fields crmsync reads).
+
+Shapes follow the providers' own payloads, kept in the team kit:
+``reference/shopify/webhooks/order_450789469.body.json`` (an ``orders/paid`` body is
+the bare REST Order resource, WEBHOOKS.md §1) and
+``reference/commerce7/webhook_order_create.json`` (Commerce7's envelope
+``{object, action, payload, user, tenantId, webHookId}``, NOTES.md §3). Every other
+field is ignored, so new provider fields never break validation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Event types (= routing keys). Shopify topics map "orders/paid" -> "shopify.orders.paid".
+SHOPIFY_ORDER_TOPICS = frozenset({"orders/create", "orders/paid", "orders/updated", "orders/cancelled"})
+COMMERCE7_ORDER_ACTIONS = frozenset({"Create", "Update"})
+
+
+def shopify_event_type(topic: str) -> str:
+    return "shopify." + topic.replace("/", ".")
+
+
+def commerce7_event_type(obj: str, action: str) -> str:
+    return f"commerce7.{obj.lower()}.{action.lower().replace(' ', '_')}"
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class ShopifyCustomerRef(_Lenient):
+    id: int
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+
+
+class ShopifyOrder(_Lenient):
+    """A Shopify order webhook body. Money fields are decimal strings in ``currency``."""
+
+    id: int
+    name: str | None = None
+    order_number: int | None = None
+    email: str | None = None
+    currency: str = Field(min_length=3, max_length=3)
+    total_price: Decimal
+    subtotal_price: Decimal | None = None
+    # After order edits, returns and refunds (Shopify's "current_*" fields).
+    current_subtotal_price: Decimal | None = None
+    financial_status: str | None = None
+    cancelled_at: datetime | None = None
+    processed_at: datetime | None = None
+    updated_at: datetime | None = None
+    customer: ShopifyCustomerRef | None = None
+    test: bool = False
+
+
+class Commerce7Email(_Lenient):
+    email: str
+
+
+class Commerce7Phone(_Lenient):
+    phone: str
+
+
+class Commerce7CustomerRef(_Lenient):
+    id: str
+    first_name: str | None = Field(default=None, alias="firstName")
+    last_name: str | None = Field(default=None, alias="lastName")
+    emails: list[Commerce7Email] = []
+    phones: list[Commerce7Phone] = []
+
+
+class Commerce7AddressRef(_Lenient):
+    customer_address_id: str | None = Field(default=None, alias="customerAddressId")
+
+
+class Commerce7Tender(_Lenient):
+    customer_credit_card_id: str | None = Field(default=None, alias="customerCreditCardId")
+
+
+class Commerce7Order(_Lenient):
+    """A Commerce7 Order. Money fields are integer cents (NOTES.md §3)."""
+
+    id: str
+    order_number: int | None = Field(default=None, alias="orderNumber")
+    customer_id: str = Field(alias="customerId")
+    customer: Commerce7CustomerRef | None = None
+    payment_status: str = Field(alias="paymentStatus")
+    purchase_type: str | None = Field(default=None, alias="purchaseType")
+    sub_total: int = Field(alias="subTotal")
+    total: int
+    order_paid_date: datetime | None = Field(default=None, alias="orderPaidDate")
+    updated_at: datetime | None = Field(default=None, alias="updatedAt")
+    order_delivery_method: str | None = Field(default=None, alias="orderDeliveryMethod")
+    bill_to: Commerce7AddressRef | None = Field(default=None, alias="billTo")
+    ship_to: Commerce7AddressRef | None = Field(default=None, alias="shipTo")
+    tenders: list[Commerce7Tender] = []
+
+
+class Commerce7Envelope(_Lenient):
+    """Any Commerce7 webhook: what intake checks before it knows the object."""
+
+    object: str
+    action: str
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    user: str | None = None
+    web_hook_id: str | None = Field(default=None, alias="webHookId")
+
+
+class Commerce7OrderWebhook(Commerce7Envelope):
+    """An Order Create/Update webhook; the envelope travels whole as the event data."""
+
+    payload: Commerce7Order

@@ -1,0 +1,137 @@
+"""Transactional outbox: write events with the business rows, publish them after.
+
+A handler calls :func:`enqueue` inside its transaction; the event is durable exactly
+when the rows are. :class:`OutboxRelay` (one per syncer / scheduler replica, any
+number at once: rows are claimed with ``FOR UPDATE SKIP LOCKED``) publishes pending
+rows with confirms and marks them published. A crash between publish and mark means
+a second publish of the same event id, which consumers drop: at-least-once in,
+exactly-once effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+import structlog
+
+from shared.broker import Broker
+from shared.errors import BrokerUnavailableError
+from shared.events import CloudEvent
+from shared.metrics import OUTBOX_FAILURES, OUTBOX_PUBLISHED
+
+log = structlog.get_logger(__name__)
+
+# Published rows are kept this long for audit and replay, then deleted.
+KEEP_PUBLISHED_S = 86_400
+
+
+async def enqueue(conn: asyncpg.Connection, event: CloudEvent, routing_key: str | None = None) -> None:
+    """Add ``event`` to the outbox in the caller's transaction (idempotent by event id)."""
+    await conn.execute(
+        """
+        INSERT INTO outbox (event_id, routing_key, headers, body, content_type)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING
+        """,
+        event.id,
+        routing_key or event.type,
+        event.amqp_headers(),
+        event.data,
+        event.datacontenttype,
+    )
+
+
+def _event_from_row(row: asyncpg.Record) -> CloudEvent:
+    headers: dict[str, Any] = row["headers"]
+    return CloudEvent.from_amqp(headers, row["body"], row["content_type"])
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows; woken by ``NOTIFY outbox`` or every ``poll_s``.
+
+    Args:
+        pool: the service's pool (one extra connection is held for LISTEN).
+        broker: publishes with confirms.
+        poll_s: fallback poll interval, seconds.
+        batch_size: rows claimed per round.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, broker: Broker, *, poll_s: float = 1.0, batch_size: int = 200
+    ) -> None:
+        self.pool = pool
+        self.broker = broker
+        self.poll_s = poll_s
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(self._listen_conn)
+            self._listen_conn = None
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        self._listen_conn = await self.pool.acquire()
+        await self._listen_conn.add_listener("outbox", self._on_notify)
+        rounds = 0
+        while True:
+            self._wake.clear()
+            try:
+                while await self.drain() == self.batch_size:
+                    pass
+                rounds += 1
+                if rounds % 600 == 0:
+                    await self.prune()
+            except BrokerUnavailableError as exc:
+                OUTBOX_FAILURES.inc()
+                log.warning("outbox.publish_failed", error=str(exc))
+            except (asyncpg.PostgresError, OSError) as exc:
+                OUTBOX_FAILURES.inc()
+                log.warning("outbox.db_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
+
+    async def drain(self) -> int:
+        """Publish one batch of pending rows; returns how many were published."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT id, routing_key, headers, body, content_type FROM outbox
+                WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+                """,
+                self.batch_size,
+            )
+            if not rows:
+                return 0
+            await asyncio.gather(
+                *(self.broker.publish(_event_from_row(r), r["routing_key"]) for r in rows)
+            )
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+        OUTBOX_PUBLISHED.inc(len(rows))
+        return len(rows)
+
+    async def prune(self) -> None:
+        """Delete rows published more than a day ago."""
+        await self.pool.execute(
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+            float(KEEP_PUBLISHED_S),
+        )

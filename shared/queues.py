@@ -1,0 +1,28 @@
+"""The syncer's queues: which events each handler consumes.
+
+Every service declares the queues its events are routed to, so a publish is
+routable (publishes are mandatory) even before the first syncer starts. Retry
+queues depend on the syncer's settings and are declared by the syncer alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from shared.messages.memberships import membership_action_type
+from shared.topology import QueueSpec
+
+ORDERS = QueueSpec("syncer.orders", ("shopify.orders.*", "commerce7.order.*"))
+MEMBERSHIP_ACTIONS = {
+    provider: QueueSpec(
+        f"syncer.membership_actions.{provider}", (membership_action_type(provider),)
+    )
+    for provider in ("shopify", "commerce7")
+}
+
+ALL = (ORDERS, *MEMBERSHIP_ACTIONS.values())
+
+
+def with_retries(spec: QueueSpec, delays_s: tuple[float, ...]) -> QueueSpec:
+    """``spec`` with its per-delay retry queues."""
+    return dataclasses.replace(spec, retry_delays_s=delays_s)

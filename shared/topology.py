@@ -1,0 +1,155 @@
+"""RabbitMQ topology: names and declarations, idempotent, run by every service on start.
+
+::
+
+    crmsync.events (topic) ──routing key = event type──▶ syncer.orders (quorum)
+                                                         │ reject / too many deliveries
+    crmsync.dead (direct) ◀──────────────────────────────┘
+         └──routing key = queue──▶ syncer.orders.dead (quorum)
+
+    syncer.orders.retry.30s (quorum, x-message-ttl) ──expires──▶ "" ──▶ syncer.orders
+
+Every work queue is a quorum queue with its own ``x-delivery-limit`` (RabbitMQ 4.x
+defaults it to 20 and drops past it without a dead-letter exchange; 3.10 has no
+default) and at-least-once dead-lettering (needs ``x-overflow: reject-publish``), so
+nothing is dropped on the way to ``<queue>.dead``. Delayed retries are per-delay
+queues: a message waits out the queue's TTL there, then is dead-lettered through the
+default exchange straight back to its work queue. All of it shows in the management
+console under names that say what they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+# Redeliveries (consumer crashes, nacks) before RabbitMQ dead-letters a message on
+# its own; our handler attempts are counted separately in x-crmsync-attempt.
+DELIVERY_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One handler's queue.
+
+    Attributes:
+        name: without namespace, e.g. ``"syncer.orders"``.
+        routing_keys: topic patterns bound on the events exchange.
+        retry_delays_s: the delays, in seconds, a retry may wait; one retry queue each.
+    """
+
+    name: str
+    routing_keys: tuple[str, ...]
+    retry_delays_s: tuple[float, ...] = field(default=())
+
+
+def delay_label(delay_s: float) -> str:
+    """``120`` → ``"120s"``, ``0.5`` → ``"500ms"``: readable retry-queue suffixes."""
+    ms = round(delay_s * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+class Topology:
+    """Names and declarations, all under one optional namespace prefix.
+
+    Args:
+        namespace: prefixed to every exchange and queue name (``""`` in production;
+            tests use a unique one each so they never see each other's messages).
+        delivery_limit: quorum queue ``x-delivery-limit``.
+    """
+
+    def __init__(self, namespace: str = "", delivery_limit: int = DELIVERY_LIMIT) -> None:
+        self.namespace = namespace
+        self.delivery_limit = delivery_limit
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}crmsync.events"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.namespace}crmsync.dead"
+
+    def queue(self, spec: QueueSpec | str) -> str:
+        name = spec.name if isinstance(spec, QueueSpec) else spec
+        return f"{self.namespace}{name}"
+
+    def dead_queue(self, spec: QueueSpec | str) -> str:
+        return f"{self.queue(spec)}.dead"
+
+    def retry_queue(self, spec: QueueSpec | str, delay_s: float) -> str:
+        return f"{self.queue(spec)}.retry.{delay_label(delay_s)}"
+
+    async def declare_exchanges(self, channel: AbstractChannel) -> AbstractExchange:
+        """Declare the events and dead-letter exchanges; returns the events exchange."""
+        events = await channel.declare_exchange(
+            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await channel.declare_exchange(self.dead_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        return events
+
+    async def declare(
+        self, channel: AbstractChannel, specs: Iterable[QueueSpec]
+    ) -> dict[str, AbstractQueue]:
+        """Declare exchanges, then each spec's work, dead and retry queues.
+
+        Returns:
+            work queues by their full name.
+        """
+        events = await self.declare_exchanges(channel)
+        queues: dict[str, AbstractQueue] = {}
+        for spec in specs:
+            name = self.queue(spec)
+            dead = await channel.declare_queue(
+                self.dead_queue(spec), durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await dead.bind(self.dead_exchange, routing_key=name)
+            work = await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": self.delivery_limit,
+                    "x-dead-letter-exchange": self.dead_exchange,
+                    "x-dead-letter-routing-key": name,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                },
+            )
+            for key in spec.routing_keys:
+                await work.bind(events, routing_key=key)
+            for delay in spec.retry_delays_s:
+                await channel.declare_queue(
+                    self.retry_queue(spec, delay),
+                    durable=True,
+                    arguments={
+                        "x-queue-type": "quorum",
+                        "x-message-ttl": round(delay * 1000),
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": name,
+                        "x-dead-letter-strategy": "at-least-once",
+                        "x-overflow": "reject-publish",
+                    },
+                )
+            queues[name] = work
+        return queues
+
+
+def pick_delay(delays_s: Sequence[float], attempt: int, at_least_s: float | None = None) -> float:
+    """The retry delay after failed ``attempt`` (1-based), from the declared delays.
+
+    Uses ``delays_s[attempt - 1]`` (the last one once past the end), raised to the
+    smallest declared delay that is at least ``at_least_s`` (a provider's
+    ``Retry-After``), or the longest declared delay if none is long enough.
+    """
+    if not delays_s:
+        raise ValueError("no retry delays declared")
+    ordered = sorted(delays_s)
+    chosen = delays_s[min(attempt, len(delays_s)) - 1]
+    if at_least_s is not None and chosen < at_least_s:
+        longer = [d for d in ordered if d >= at_least_s]
+        chosen = longer[0] if longer else ordered[-1]
+    return chosen

@@ -1,0 +1,83 @@
+"""POST /webhooks/commerce7: Basic auth when configured, tenant allow-list, validation."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from shared.events import CloudEvent
+from tests.conftest import intake_settings
+from tests.helpers import COMMERCE7_WEBHOOK, commerce7_webhook, get_messages, post_commerce7, queue_depth
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_commerce7_order_is_published_with_a_stable_id(http, intake, namespace) -> None:
+    status, first, _ = await post_commerce7(http, intake)
+    assert status == 200, first
+    status, second, _ = await post_commerce7(http, intake)
+    assert first["id"] == second["id"]  # the same change delivered twice: one id
+    messages = await get_messages(f"{namespace}syncer.orders")
+    assert len(messages) == 2
+    event = CloudEvent.from_amqp(messages[0].headers, messages[0].body, messages[0].content_type)
+    assert event.type == "commerce7.order.create"
+    assert event.source == "urn:commerce7:testing"
+    assert event.data == COMMERCE7_WEBHOOK
+    status, third, _ = await post_commerce7(
+        http, intake, commerce7_webhook(updatedAt="2024-08-02T00:00:00.000Z")
+    )
+    assert third["id"] != first["id"]  # a later change is a new event
+
+
+async def test_basic_auth_is_checked_when_configured(http, make_intake, namespace) -> None:
+    url = await make_intake(
+        intake_settings(namespace, commerce7_webhook_username="c7", commerce7_webhook_password="pw")
+    )
+    status, problem, ctype = await post_commerce7(http, url)
+    assert status == 401 and ctype == "application/problem+json"
+    status, _, _ = await post_commerce7(http, url, Authorization=basic("c7", "wrong"))
+    assert status == 401
+    assert await queue_depth(f"{namespace}syncer.orders") == 0
+    status, _, _ = await post_commerce7(http, url, Authorization=basic("c7", "pw"))
+    assert status == 200
+
+
+async def test_an_unknown_tenant_is_forbidden(http, intake, namespace) -> None:
+    webhook = json.loads(COMMERCE7_WEBHOOK)
+    webhook["tenantId"] = "someone-else"
+    status, problem, ctype = await post_commerce7(http, intake, json.dumps(webhook).encode())
+    assert status == 403 and ctype == "application/problem+json"
+    assert "someone-else" in problem["detail"]
+    assert await queue_depth(f"{namespace}syncer.orders") == 0
+
+
+async def test_missing_payload_fields_are_a_422_with_pointers(http, intake, namespace) -> None:
+    webhook = json.loads(COMMERCE7_WEBHOOK)
+    del webhook["payload"]["customerId"]
+    del webhook["payload"]["subTotal"]
+    status, problem, _ = await post_commerce7(http, intake, json.dumps(webhook).encode())
+    assert status == 422
+    assert {e["pointer"] for e in problem["errors"]} == {"/payload/customerId", "/payload/subTotal"}
+    assert await queue_depth(f"{namespace}syncer.orders") == 0
+
+
+async def test_missing_tenant_is_a_422(http, intake) -> None:
+    webhook = json.loads(COMMERCE7_WEBHOOK)
+    del webhook["tenantId"]
+    status, problem, _ = await post_commerce7(http, intake, json.dumps(webhook).encode())
+    assert status == 422 and problem["errors"][0]["pointer"] == "/tenantId"
+
+
+async def test_malformed_json_is_a_400(http, intake) -> None:
+    status, _, ctype = await post_commerce7(http, intake, b"not json")
+    assert status == 400 and ctype == "application/problem+json"
+
+
+async def test_other_objects_are_acknowledged_and_ignored(http, intake, namespace) -> None:
+    webhook = json.loads(COMMERCE7_WEBHOOK)
+    webhook["object"] = "Customer"
+    status, body, _ = await post_commerce7(http, intake, json.dumps(webhook).encode())
+    assert status == 200 and body["status"] == "ignored"
+    assert await queue_depth(f"{namespace}syncer.orders") == 0
