@@ -40,11 +40,15 @@ def migrate() -> None:
     settings = CommonSettings()
     _logging(settings, "migrate")
     applied = asyncio.run(run_migrations(settings.database_url))
-    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    click.echo(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+    )
 
 
 @main.command()
-@click.option("--host", default=None, help="Bind address [default: 127.0.0.1, CRMSYNC_INTAKE_HOST].")
+@click.option(
+    "--host", default=None, help="Bind address [default: 127.0.0.1, CRMSYNC_INTAKE_HOST]."
+)
 @click.option("--port", type=int, default=None, help="Port [default: 8080, CRMSYNC_INTAKE_PORT].")
 def intake(host: str | None, port: int | None) -> None:
     """Run intake: webhooks and app events in, RabbitMQ out."""
@@ -104,7 +108,9 @@ def dev(with_sandbox: bool, syncers: int) -> None:
 
 @main.command("send-webhook")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--provider", type=click.Choice(["shopify", "commerce7"]), default="shopify", show_default=True)
+@click.option(
+    "--provider", type=click.Choice(["shopify", "commerce7"]), default="shopify", show_default=True
+)
 @click.option("--topic", default="orders/paid", show_default=True, help="Shopify topic.")
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Intake base URL.")
 @click.option("--webhook-id", default=None, help="X-Shopify-Webhook-Id [default: a new UUID].")
@@ -121,7 +127,9 @@ def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: st
             "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
             "X-Shopify-Shop-Domain": "crmsync-dev.myshopify.com",
             "X-Shopify-API-Version": "2026-07",
-            "X-Shopify-Hmac-Sha256": shopify_hmac(body, settings.shopify_webhook_secret.get_secret_value()),
+            "X-Shopify-Hmac-Sha256": shopify_hmac(
+                body, settings.shopify_webhook_secret.get_secret_value()
+            ),
         }
         path = "/webhooks/shopify"
     else:
@@ -129,7 +137,8 @@ def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: st
         if settings.commerce7_webhook_username:
             import base64
 
-            creds = f"{settings.commerce7_webhook_username}:{settings.commerce7_webhook_password.get_secret_value()}"
+            password = settings.commerce7_webhook_password.get_secret_value()
+            creds = f"{settings.commerce7_webhook_username}:{password}"
             headers["Authorization"] = "Basic " + base64.b64encode(creds.encode()).decode()
         path = "/webhooks/commerce7"
     status, text = asyncio.run(_post(url.rstrip("/") + path, body, headers))
@@ -140,7 +149,10 @@ def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: st
 async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as resp,
+    ):
         return resp.status, await resp.text()
 
 

@@ -32,8 +32,13 @@ async def _spawn(name: str, *args: str) -> asyncio.subprocess.Process:
     env.setdefault("CRMSYNC_LOG_FORMAT", "console")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        sys.executable,
+        "-m",
+        "services.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
     )
 
 
@@ -49,7 +54,12 @@ async def run_dev(*, with_sandbox: bool = True, syncers: int = 1) -> int:
         names.append(("sandbox", ["sandbox"]))
     names.append(("intake", ["intake"]))
     for i in range(syncers):
-        names.append((f"syncer-{i + 1}" if syncers > 1 else "syncer", ["syncer", "--port", str(8081 + i * 10)]))
+        names.append(
+            (
+                f"syncer-{i + 1}" if syncers > 1 else "syncer",
+                ["syncer", "--port", str(8081 + i * 10)],
+            )
+        )
     children: list[tuple[str, asyncio.subprocess.Process]] = []
     pumps = []
     for i, (name, args) in enumerate(names):

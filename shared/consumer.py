@@ -117,12 +117,12 @@ class Consumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._in_flight.add(task)  # type: ignore[arg-type]
+            self._in_flight.add(task)
         try:
             await self._handle(message)
         finally:
             if task is not None:
-                self._in_flight.discard(task)  # type: ignore[arg-type]
+                self._in_flight.discard(task)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         structlog.contextvars.bind_contextvars(

@@ -69,7 +69,7 @@ class ProviderError(CrmsyncError):
 
 
 class ProviderRejectedError(PermanentError, ProviderError):
-    """The provider rejected the request for good (4xx other than 408/409/429)."""
+    """The provider rejected the request for good (4xx other than 408 and 429)."""
 
     def __init__(self, provider: str, status: int | None, body: str, message: str = "") -> None:
         super().__init__(message or f"{provider} rejected the request: HTTP {status} {body[:200]}")

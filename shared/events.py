@@ -18,6 +18,7 @@ idempotency key), so a redelivery carries the same id and handlers drop it.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -75,7 +76,7 @@ class CloudEvent(BaseModel):
             data=body,
         )
 
-    def data_as(self, model: type[M]) -> M:
+    def data_as(self, model: builtins.type[M]) -> M:
         """Validate ``data`` as ``model``.
 
         Raises:

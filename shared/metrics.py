@@ -20,14 +20,18 @@ MESSAGE_LAG_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600),
 )
 OUTBOX_PUBLISHED = Counter("crmsync_outbox_published_total", "Outbox rows published.")
-OUTBOX_FAILURES = Counter("crmsync_outbox_publish_failures_total", "Outbox relay rounds that failed.")
+OUTBOX_FAILURES = Counter(
+    "crmsync_outbox_publish_failures_total", "Outbox relay rounds that failed."
+)
 PROVIDER_ACTIONS = Counter(
     "crmsync_provider_actions_total",
     "Provider actions finished, by provider, kind and outcome (completed, retried, failed).",
     ["provider", "kind", "outcome"],
 )
 HTTP_REQUESTS = Counter(
-    "crmsync_http_requests_total", "HTTP requests answered, by route and status.", ["route", "status"]
+    "crmsync_http_requests_total",
+    "HTTP requests answered, by route and status.",
+    ["route", "status"],
 )
 PUBLISH_SECONDS = Histogram(
     "crmsync_publish_seconds",

@@ -8,6 +8,7 @@ an error: write a new migration instead.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -48,10 +49,14 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
+def _load(directory: Path) -> list[tuple[str, str]]:
+    return [(path.name, path.read_text()) for path in sorted(directory.glob("*.sql"))]
+
+
 async def migrate(dsn: str, directory: Path = DEFAULT_DIR) -> list[str]:
     """Apply pending migrations; returns the names applied by this call."""
     await ensure_database(dsn)
-    files = sorted(directory.glob("*.sql"))
+    files = await asyncio.to_thread(_load, directory)
     conn = await asyncpg.connect(dsn)
     applied: list[str] = []
     try:
@@ -65,23 +70,24 @@ async def migrate(dsn: str, directory: Path = DEFAULT_DIR) -> list[str]:
             )
             """
         )
-        done = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
-        for path in files:
-            sql = path.read_text()
+        done = {
+            r["name"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")
+        }
+        for name, sql in files:
             checksum = hashlib.sha256(sql.encode()).hexdigest()
-            if path.name in done:
-                if done[path.name] != checksum:
-                    raise MigrationError(f"{path.name} changed after it was applied")
+            if name in done:
+                if done[name] != checksum:
+                    raise MigrationError(f"{name} changed after it was applied")
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
-                    path.name,
+                    name,
                     checksum,
                 )
-            applied.append(path.name)
-            log.info("db.migration_applied", migration=path.name)
+            applied.append(name)
+            log.info("db.migration_applied", migration=name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
         await conn.close()

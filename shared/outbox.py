@@ -28,7 +28,9 @@ log = structlog.get_logger(__name__)
 KEEP_PUBLISHED_S = 86_400
 
 
-async def enqueue(conn: asyncpg.Connection, event: CloudEvent, routing_key: str | None = None) -> None:
+async def enqueue(
+    conn: asyncpg.Connection, event: CloudEvent, routing_key: str | None = None
+) -> None:
     """Add ``event`` to the outbox in the caller's transaction (idempotent by event id)."""
     await conn.execute(
         """
@@ -79,6 +81,7 @@ class OutboxRelay:
                 await self._task
         if self._listen_conn is not None:
             with contextlib.suppress(Exception):
+                await self._listen_conn.remove_listener("outbox", self._on_notify)
                 await self.pool.release(self._listen_conn)
             self._listen_conn = None
 

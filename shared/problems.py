@@ -85,7 +85,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render errors as problem+json and count every answer by route and status."""
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
+    route = (
+        request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
+    )
     try:
         response = await handler(request)
     except Problem as problem:
@@ -93,8 +95,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = Problem(exc.status, exc.reason, exc.text if exc.text != exc.reason else None,
-                           headers={k: v for k, v in exc.headers.items() if k == "Allow"}).response()
+        response = Problem(
+            exc.status,
+            exc.reason,
+            exc.text if exc.text != exc.reason else None,
+            headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+        ).response()
     except Exception:
         log.exception("http.unhandled_error", path=request.path)
         response = Problem(500, "Internal Server Error").response()

@@ -88,7 +88,9 @@ class Topology:
         events = await channel.declare_exchange(
             self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        await channel.declare_exchange(self.dead_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        await channel.declare_exchange(
+            self.dead_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
         return events
 
     async def declare(

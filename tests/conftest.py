@@ -108,7 +108,9 @@ async def delete_namespace(ns: str, label: str = "cleanup") -> None:
     try:
         channel = await connection.channel()
         settings_variants = [
-            SyncerSettings(_env_file=None, retry_unit_s=unit, action_max_attempts=n, handler_max_attempts=n)
+            SyncerSettings(
+                _env_file=None, retry_unit_s=unit, action_max_attempts=n, handler_max_attempts=n
+            )
             for unit in (0.05, 0.1, 0.2, 1.0, 60.0)
             for n in (2, 3, 5)
         ]
@@ -192,7 +194,7 @@ async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 @pytest.fixture
-async def make_intake() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+async def make_intake(namespace: str) -> AsyncIterator[Callable[..., Awaitable[str]]]:
     """``await make_intake(settings)`` → base URL of a running intake (broker ready)."""
     from services.intake.app import create_app
     from services.intake.keys import broker_key
@@ -218,8 +220,13 @@ async def intake(make_intake: Callable[..., Awaitable[str]], namespace: str) -> 
 
 
 @pytest.fixture
-async def make_syncer() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    """``await make_syncer(settings)`` → a started in-process :class:`Syncer`."""
+async def make_syncer(
+    database: str, namespace: str, sandbox: str
+) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await make_syncer(settings)`` → a started in-process :class:`Syncer`.
+
+    Depends on the database, namespace and sandbox so that it stops before they go.
+    """
     from services.syncer.main import Syncer
 
     started: list[Syncer] = []

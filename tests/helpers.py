@@ -24,7 +24,11 @@ def fixture_bytes(name: str) -> bytes:
 
 
 def shopify_headers(
-    body: bytes, *, topic: str = "orders/paid", webhook_id: str | None = None, secret: str = SHOPIFY_SECRET
+    body: bytes,
+    *,
+    topic: str = "orders/paid",
+    webhook_id: str | None = None,
+    secret: str = SHOPIFY_SECRET,
 ) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
@@ -49,7 +53,9 @@ async def post_commerce7(
     http: aiohttp.ClientSession, intake: str, body: bytes = COMMERCE7_WEBHOOK, **headers: str
 ) -> tuple[int, dict[str, Any], str]:
     async with http.post(
-        f"{intake}/webhooks/commerce7", data=body, headers={"Content-Type": "application/json", **headers}
+        f"{intake}/webhooks/commerce7",
+        data=body,
+        headers={"Content-Type": "application/json", **headers},
     ) as resp:
         text = await resp.text()
         return resp.status, json.loads(text) if text else {}, resp.content_type

@@ -8,7 +8,10 @@ _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": _PROBLEM}}}
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _PROBLEM}},
+    }
 
 
 _ACCEPTED = {
@@ -53,11 +56,19 @@ def openapi_document() -> dict[str, Any]:
                     "orders/updated, orders/cancelled)",
                     "parameters": [
                         {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
-                        for n in ("X-Shopify-Hmac-Sha256", "X-Shopify-Topic", "X-Shopify-Webhook-Id")
+                        for n in (
+                            "X-Shopify-Hmac-Sha256",
+                            "X-Shopify-Topic",
+                            "X-Shopify-Webhook-Id",
+                        )
                     ],
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ShopifyOrder"}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ShopifyOrder"}
+                            }
+                        },
                     },
                     "responses": {"200": _ACCEPTED, **webhook_errors},
                 }
@@ -68,7 +79,11 @@ def openapi_document() -> dict[str, Any]:
                     "security": [{"basic": []}, {}],
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Commerce7Webhook"}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Commerce7Webhook"}
+                            }
+                        },
                     },
                     "responses": {
                         "200": _ACCEPTED,
@@ -77,14 +92,24 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
-            "/healthz": {"get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}},
+            "/healthz": {
+                "get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}
+            },
             "/readyz": {
                 "get": {
                     "summary": "Broker reachable",
-                    "responses": {"200": {"description": "ready"}, "503": _problem("broker unreachable")},
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": _problem("broker unreachable"),
+                    },
                 }
             },
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text format"}},
+                }
+            },
         },
         "components": {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
@@ -101,7 +126,10 @@ def openapi_document() -> dict[str, Any]:
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
+                                "properties": {
+                                    "pointer": {"type": "string"},
+                                    "detail": {"type": "string"},
+                                },
                             },
                         },
                     },
@@ -109,7 +137,8 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "ShopifyOrder": {
                     "type": "object",
-                    "description": "Shopify's Order resource as the webhook body (fields read by crmsync).",
+                    "description": "Shopify's Order resource as the webhook body "
+                    "(the fields crmsync reads).",
                     "required": ["id", "currency", "total_price"],
                     "properties": {
                         "id": {"type": "integer"},

@@ -32,7 +32,9 @@ async def publish_or_503(request: web.Request, event: CloudEvent) -> None:
         await broker.publish(event)
     except BrokerUnavailableError as exc:
         PUBLISH_FAILURES.inc()
-        log.warning("event.publish_failed", event_id=event.id, event_type=event.type, error=str(exc))
+        log.warning(
+            "event.publish_failed", event_id=event.id, event_type=event.type, error=str(exc)
+        )
         raise Problem(
             503,
             "Service Unavailable",

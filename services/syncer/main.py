@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import signal
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 import structlog
 from aiohttp import web
-from aiolimiter import AsyncLimiter
 
 from services.syncer.consumers.membership_actions import handle_membership_action
 from services.syncer.consumers.orders import handle_order
@@ -24,8 +22,9 @@ from services.syncer.deps import SyncerDeps
 from shared import queues
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
+from shared.clients.http import limiter_per_s
 from shared.clients.shopify import ShopifyClient
-from shared.consumer import Consumer, Delivery
+from shared.consumer import Consumer, Delivery, Handler
 from shared.db import create_pool
 from shared.events import CloudEvent
 from shared.metrics import BROKER_READY, metrics_handler
@@ -68,6 +67,15 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
     return plan
 
 
+def bind(handler: DepsHandler, deps: SyncerDeps) -> Handler:
+    """``handler`` with its dependencies filled in, as the consumer wrapper calls it."""
+
+    async def run(event: CloudEvent, delivery: Delivery) -> None:
+        await handler(event, delivery, deps)
+
+    return run
+
+
 class Syncer:
     """The running syncer: :meth:`start`, then :meth:`stop`."""
 
@@ -88,7 +96,9 @@ class Syncer:
 
     async def start(self) -> None:
         s = self.settings
-        pool = await create_pool(s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size)
+        pool = await create_pool(
+            s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size
+        )
         self._http = aiohttp.ClientSession()
         self.deps = SyncerDeps(
             settings=s,
@@ -98,16 +108,20 @@ class Syncer:
                 base_url=s.shopify_base_url,
                 access_token=s.shopify_access_token.get_secret_value(),
                 api_version=s.shopify_api_version,
-                limiter=AsyncLimiter(s.shopify_rate_per_s, 1),
+                limiter=limiter_per_s(s.shopify_rate_per_s),
                 timeout_s=s.http_timeout_s,
+                # One call per attempt: the retry queues own the backoff, so the
+                # action row's attempts count provider calls.
+                max_tries=1,
             ),
             commerce7=Commerce7Client(
                 self._http,
                 base_url=s.commerce7_base_url,
                 app_id=s.commerce7_app_id,
                 app_secret=s.commerce7_app_secret.get_secret_value(),
-                limiter=AsyncLimiter(s.commerce7_rate_per_s, 1),
+                limiter=limiter_per_s(s.commerce7_rate_per_s),
                 timeout_s=s.http_timeout_s,
+                max_tries=1,
             ),
         )
         await self.broker.wait_ready(timeout_s=60)
@@ -117,7 +131,7 @@ class Syncer:
             consumer = Consumer(
                 self.broker,
                 spec,
-                functools.partial(handler, deps=self.deps),
+                bind(handler, self.deps),
                 max_attempts=max_attempts,
                 prefetch_count=s.prefetch_count,
             )
@@ -146,8 +160,9 @@ def health_app(syncer: Syncer) -> web.Application:
     async def readyz(_: web.Request) -> web.Response:
         ready = syncer.broker.ready
         BROKER_READY.set(1 if ready else 0)
-        return web.json_response({"status": "ready" if ready else "broker unreachable"},
-                                 status=200 if ready else 503)
+        return web.json_response(
+            {"status": "ready" if ready else "broker unreachable"}, status=200 if ready else 503
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -63,7 +63,7 @@ async def queue_action(
     )
     if action_id is None:
         return None
-    data = MembershipActionRequested(action_id=action_id, provider=provider, kind=kind)  # type: ignore[arg-type]
+    data = MembershipActionRequested(action_id=action_id, provider=provider, kind=kind)
     await enqueue(
         conn,
         CloudEvent.create(
@@ -117,11 +117,14 @@ async def apply_order(
         """,
         customer_id,
     )
-    expires = "now() + make_interval(days => $3)"
     if active is not None and active["tier_id"] == tier["id"]:
         await conn.execute(
-            f"UPDATE enrolments SET expires_at = GREATEST(expires_at, {expires.replace('$3', '$2')}),"
-            " updated_at = now() WHERE id = $1",
+            """
+            UPDATE enrolments
+            SET expires_at = GREATEST(expires_at, now() + make_interval(days => $2)),
+                updated_at = now()
+            WHERE id = $1
+            """,
             active["id"],
             tier["duration_days"],
         )
@@ -138,9 +141,9 @@ async def apply_order(
             previous_id,
         )
     enrolment_id: int = await conn.fetchval(
-        f"""
+        """
         INSERT INTO enrolments (customer_id, tier_id, expires_at, source_order_id)
-        VALUES ($1, $2, {expires}, $4) RETURNING id
+        VALUES ($1, $2, now() + make_interval(days => $3), $4) RETURNING id
         """,
         customer_id,
         tier["id"],

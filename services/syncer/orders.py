@@ -101,7 +101,7 @@ def from_commerce7(webhook: Commerce7OrderWebhook, currency: str) -> OrderData:
         last_name=c.last_name if c else None,
         phone=c.phones[0].phone if c and c.phones else None,
     )
-    card = next((t.customer_credit_card_id for t in order.tenders if t.customer_credit_card_id), None)
+    card = next((t.card_on_file for t in order.tenders if t.card_on_file), None)
     paid = order.payment_status == "Paid" and (order.purchase_type or "Regular") == "Regular"
     return OrderData(
         provider="commerce7",

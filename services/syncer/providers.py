@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.clients.commerce7 import Commerce7Client, ClubMembershipCreate
+from shared.clients.commerce7 import ClubMembershipCreate, Commerce7Client
 from shared.clients.shopify import ShopifyClient
 from shared.errors import PermanentError
 

@@ -16,7 +16,9 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Event types (= routing keys). Shopify topics map "orders/paid" -> "shopify.orders.paid".
-SHOPIFY_ORDER_TOPICS = frozenset({"orders/create", "orders/paid", "orders/updated", "orders/cancelled"})
+SHOPIFY_ORDER_TOPICS = frozenset(
+    {"orders/create", "orders/paid", "orders/updated", "orders/cancelled"}
+)
 COMMERCE7_ORDER_ACTIONS = frozenset({"Create", "Update"})
 
 
@@ -80,8 +82,20 @@ class Commerce7AddressRef(_Lenient):
     customer_address_id: str | None = Field(default=None, alias="customerAddressId")
 
 
-class Commerce7Tender(_Lenient):
+class Commerce7CreditCard(_Lenient):
     customer_credit_card_id: str | None = Field(default=None, alias="customerCreditCardId")
+
+
+class Commerce7Tender(_Lenient):
+    """A payment; a card tender names the card on file in ``creditCard``."""
+
+    customer_credit_card_id: str | None = Field(default=None, alias="customerCreditCardId")
+    credit_card: Commerce7CreditCard | None = Field(default=None, alias="creditCard")
+
+    @property
+    def card_on_file(self) -> str | None:
+        nested = self.credit_card.customer_credit_card_id if self.credit_card else None
+        return self.customer_credit_card_id or nested
 
 
 class Commerce7Order(_Lenient):

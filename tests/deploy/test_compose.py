@@ -27,7 +27,9 @@ def test_compose_file_validates_against_the_compose_specification() -> None:
 
 def test_every_service_is_there_and_syncer_can_scale() -> None:
     services = load_compose()["services"]
-    assert {"postgres", "rabbitmq", "intake", "syncer", "scheduler", "sandbox", "migrate"} <= set(services)
+    assert {"postgres", "rabbitmq", "intake", "syncer", "scheduler", "sandbox", "migrate"} <= set(
+        services
+    )
     syncer = services["syncer"]
     # A fixed host port or container name would make `--scale syncer=3` fail.
     assert "ports" not in syncer and "container_name" not in syncer

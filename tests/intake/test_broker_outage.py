@@ -14,7 +14,7 @@ async def test_broker_unreachable_gives_503_then_recovers(http, make_intake, nam
     assert status == 200
 
     await proxy.cut()
-    status, problem, ctype = await post_shopify(http, url)
+    status, _, ctype = await post_shopify(http, url)
     assert status == 503 and ctype == "application/problem+json"
     async with http.get(f"{url}/readyz") as resp:
         assert resp.status == 503
@@ -38,7 +38,8 @@ async def test_intake_starts_while_the_broker_is_down(http, make_intake, namespa
     port = proxy.port
     await proxy.cut()
     url = await make_intake(
-        intake_settings(namespace, amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/"), wait_ready=False
+        intake_settings(namespace, amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/"),
+        wait_ready=False,
     )
     async with http.get(f"{url}/healthz") as resp:
         assert resp.status == 200

@@ -7,7 +7,13 @@ import json
 
 from shared.events import CloudEvent
 from tests.conftest import intake_settings
-from tests.helpers import COMMERCE7_WEBHOOK, commerce7_webhook, get_messages, post_commerce7, queue_depth
+from tests.helpers import (
+    COMMERCE7_WEBHOOK,
+    commerce7_webhook,
+    get_messages,
+    post_commerce7,
+    queue_depth,
+)
 
 
 def basic(user: str, password: str) -> str:
@@ -35,7 +41,7 @@ async def test_basic_auth_is_checked_when_configured(http, make_intake, namespac
     url = await make_intake(
         intake_settings(namespace, commerce7_webhook_username="c7", commerce7_webhook_password="pw")
     )
-    status, problem, ctype = await post_commerce7(http, url)
+    status, _, ctype = await post_commerce7(http, url)
     assert status == 401 and ctype == "application/problem+json"
     status, _, _ = await post_commerce7(http, url, Authorization=basic("c7", "wrong"))
     assert status == 401

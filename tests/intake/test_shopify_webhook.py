@@ -7,7 +7,14 @@ import json
 from services.intake.auth import shopify_hmac, verify_shopify_hmac
 from shared.events import CloudEvent
 from tests.conftest import FIXTURES
-from tests.helpers import SHOPIFY_ORDER, get_messages, post_shopify, queue_depth, shopify_headers, shopify_order
+from tests.helpers import (
+    SHOPIFY_ORDER,
+    get_messages,
+    post_shopify,
+    queue_depth,
+    shopify_headers,
+    shopify_order,
+)
 
 
 def test_the_official_hmac_test_vector_verifies() -> None:
@@ -15,7 +22,9 @@ def test_the_official_hmac_test_vector_verifies() -> None:
     body = vector["raw_body"].encode()
     assert shopify_hmac(body, vector["client_secret"]) == vector["expected_header_value"]
     assert verify_shopify_hmac(body, vector["expected_header_value"], vector["client_secret"])
-    assert not verify_shopify_hmac(body + b" ", vector["expected_header_value"], vector["client_secret"])
+    assert not verify_shopify_hmac(
+        body + b" ", vector["expected_header_value"], vector["client_secret"]
+    )
     assert not verify_shopify_hmac(body, vector["expected_header_value"], "")
 
 
@@ -75,12 +84,14 @@ async def test_an_oversized_body_is_a_413(http, make_intake, namespace) -> None:
     from tests.conftest import intake_settings
 
     url = await make_intake(intake_settings(namespace, max_body_bytes=10_000))
-    status, problem, ctype = await post_shopify(http, url)  # the order is ~28 KB
+    status, _, ctype = await post_shopify(http, url)  # the order is ~28 KB
     assert status == 413 and ctype == "application/problem+json"
     assert await queue_depth(f"{namespace}syncer.orders") == 0
 
 
-async def test_a_topic_we_do_not_handle_gets_200_and_is_not_published(http, intake, namespace) -> None:
+async def test_a_topic_we_do_not_handle_gets_200_and_is_not_published(
+    http, intake, namespace
+) -> None:
     status, body, _ = await post_shopify(http, intake, topic="products/create")
     assert status == 200 and body["status"] == "ignored"
     assert await queue_depth(f"{namespace}syncer.orders") == 0

@@ -96,7 +96,9 @@ async def test_commerce7_reference_order_enrols_as_a_club_membership(
     assert ref == membership["id"]
 
 
-async def test_a_bigger_order_upgrades_a_lower_tier_at_shopify(http, intake, syncer, sandbox, db) -> None:
+async def test_a_bigger_order_upgrades_a_lower_tier_at_shopify(
+    http, intake, syncer, sandbox, db
+) -> None:
     small = shopify_order(id=1001, current_subtotal_price="60.00")
     assert (await post_shopify(http, intake, body=small))[0] == 200
     await eventually(lambda: all_completed(db, 1))
@@ -105,16 +107,22 @@ async def test_a_bigger_order_upgrades_a_lower_tier_at_shopify(http, intake, syn
     assert (await post_shopify(http, intake))[0] == 200  # the reference order: Silver
     await eventually(lambda: all_completed(db, 2))
     rows = await db.fetch(
-        "SELECT e.status, e.ended_at, t.name FROM enrolments e JOIN tiers t ON t.id = e.tier_id ORDER BY e.id"
+        "SELECT e.status, e.ended_at, t.name FROM enrolments e"
+        " JOIN tiers t ON t.id = e.tier_id ORDER BY e.id"
     )
-    assert [(r["name"], r["status"]) for r in rows] == [("Bronze", "upgraded"), ("Silver", "active")]
+    assert [(r["name"], r["status"]) for r in rows] == [
+        ("Bronze", "upgraded"),
+        ("Silver", "active"),
+    ]
     assert rows[0]["ended_at"] is not None
     assert [a["kind"] for a in await actions(db)] == ["add_membership", "upgrade_membership"]
     tags = await shopify_tags(http, sandbox, SHOPIFY_CUSTOMER)
     assert "crmsync-tier-silver" in tags and "crmsync-tier-bronze" not in tags
 
 
-async def test_a_bigger_order_upgrades_the_club_at_commerce7(http, intake, syncer, sandbox, db) -> None:
+async def test_a_bigger_order_upgrades_the_club_at_commerce7(
+    http, intake, syncer, sandbox, db
+) -> None:
     assert (await post_commerce7(http, intake))[0] == 200
     await eventually(lambda: all_completed(db, 1))
     bigger = json.loads(COMMERCE7_WEBHOOK)
@@ -129,7 +137,9 @@ async def test_a_bigger_order_upgrades_the_club_at_commerce7(http, intake, synce
     assert len(cancelled) == 1 and cancelled[0]["cancellationReason"] == "Other"
 
 
-async def test_the_same_webhook_three_times_has_one_effect(http, intake, syncer, sandbox, db) -> None:
+async def test_the_same_webhook_three_times_has_one_effect(
+    http, intake, syncer, sandbox, db
+) -> None:
     for _ in range(3):
         assert (await post_shopify(http, intake, webhook_id="same-delivery"))[0] == 200
     await eventually(lambda: all_completed(db, 1))
@@ -140,7 +150,9 @@ async def test_the_same_webhook_three_times_has_one_effect(http, intake, syncer,
     assert await db.fetchval("SELECT count(*) FROM processed_messages") == 1
 
 
-async def test_create_then_paid_for_one_order_enrols_once(http, intake, syncer, sandbox, db) -> None:
+async def test_create_then_paid_for_one_order_enrols_once(
+    http, intake, syncer, sandbox, db
+) -> None:
     assert (await post_shopify(http, intake, topic="orders/create"))[0] == 200
     assert (await post_shopify(http, intake, topic="orders/paid"))[0] == 200
     await eventually(lambda: db.fetchval("SELECT count(*) = 2 FROM processed_messages"))
@@ -165,7 +177,9 @@ async def test_a_same_tier_order_extends_the_enrolment(http, intake, syncer, db)
     again = commerce7_webhook(id="b1b1b1b1-0000-4000-8000-000000000003")
     assert (await post_commerce7(http, intake, again))[0] == 200
     await eventually(lambda: db.fetchval("SELECT count(*) = 2 FROM orders"))
-    await eventually(lambda: db.fetchval("SELECT expires_at > now() + interval '300 days' FROM enrolments"))
+    await eventually(
+        lambda: db.fetchval("SELECT expires_at > now() + interval '300 days' FROM enrolments")
+    )
     assert await db.fetchval("SELECT count(*) FROM enrolments") == 1
     assert await db.fetchval("SELECT count(*) FROM provider_actions") == 1
 

@@ -31,7 +31,9 @@ async def test_a_429_then_200_completes_on_the_second_attempt(
 async def test_a_500_every_time_fails_after_the_attempts_and_dead_letters(
     http, intake, make_syncer, database, namespace, sandbox, db
 ) -> None:
-    await make_syncer(syncer_settings(database, namespace, sandbox, action_max_attempts=3, retry_unit_s=0.05))
+    await make_syncer(
+        syncer_settings(database, namespace, sandbox, action_max_attempts=3, retry_unit_s=0.05)
+    )
     await add_fault(http, sandbox, provider="shopify", status=500)
     assert (await post_shopify(http, intake))[0] == 200
 
@@ -69,7 +71,9 @@ async def test_a_pending_retry_shows_its_error_and_next_retry_time(
 async def test_a_401_fails_at_once_without_retrying(
     http, intake, make_syncer, database, namespace, sandbox, db
 ) -> None:
-    await make_syncer(syncer_settings(database, namespace, sandbox, shopify_access_token="wrong-token"))
+    await make_syncer(
+        syncer_settings(database, namespace, sandbox, shopify_access_token="wrong-token")
+    )
     assert (await post_shopify(http, intake))[0] == 200
     action = await eventually(
         lambda: db.fetchrow("SELECT * FROM provider_actions WHERE status = 'failed'")

@@ -36,9 +36,16 @@ async def spawn_syncer(database, namespace, sandbox) -> AsyncIterator[Callable]:
             **env,
         }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "syncer", "--port", str(port),
-            env=environ, cwd=workdir,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "services.cli",
+            "syncer",
+            "--port",
+            str(port),
+            env=environ,
+            cwd=workdir,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         procs.append(proc)
         return proc
@@ -60,7 +67,8 @@ async def handled_by(http, port: int) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("crmsync_messages_handled_total{") and "syncer.orders\"" in line
+        if line.startswith("crmsync_messages_handled_total{")
+        and 'syncer.orders"' in line
         and 'outcome="ok"' in line
     )
 
@@ -81,7 +89,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_two_syncer_processes_process_every_order_once(http, intake, spawn_syncer, db) -> None:
+async def test_two_syncer_processes_process_every_order_once(
+    http, intake, spawn_syncer, db
+) -> None:
     ports = [free_port(), free_port()]
     for port in ports:
         await spawn_syncer(port)
@@ -96,7 +106,9 @@ async def test_two_syncer_processes_process_every_order_once(http, intake, spawn
     assert all(status == 200 for status, _, _ in results)
 
     await eventually(
-        lambda: db.fetchval("SELECT count(*) = $1 FROM provider_actions WHERE status = 'completed'", n),
+        lambda: db.fetchval(
+            "SELECT count(*) = $1 FROM provider_actions WHERE status = 'completed'", n
+        ),
         timeout_s=30,
     )
     assert await db.fetchval("SELECT count(*) FROM orders") == n
@@ -146,4 +158,3 @@ async def test_a_syncer_killed_mid_handler_loses_and_doubles_nothing(
     assert await db.fetchval("SELECT count(*) FROM customers") == 1
     assert await db.fetchval("SELECT count(*) FROM enrolments") == 1
     assert await db.fetchval("SELECT count(*) FROM provider_actions") == 1
-

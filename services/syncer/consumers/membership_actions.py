@@ -81,7 +81,7 @@ async def handle_membership_action(event: CloudEvent, delivery: Delivery, deps: 
         TransientError: 429 / 5xx / timeout; row back to ``pending`` with
             ``next_retry_at``, or ``failed`` on the last attempt.
     """
-    request = event.data_as(MembershipActionRequested)
+    request: MembershipActionRequested = event.data_as(MembershipActionRequested)
     structlog.contextvars.bind_contextvars(action_id=request.action_id, kind=request.kind)
     row = await _claim(deps.pool, request.action_id)
     if row is None:

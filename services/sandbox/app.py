@@ -1,0 +1,41 @@
+"""The sandbox's aiohttp application: ``create_app(provider_settings) -> web.Application``.
+
+One app serves every provider under its own prefix (``/shopify``, ``/commerce7``; later
+``/hubspot``, ``/repcard``) plus the control API under ``/_sandbox``. A provider is one
+module with ``setup(app)`` that adds its routes, its state (under a typed ``AppKey``),
+its reset and its default error body; the fault layer (:mod:`services.sandbox.faults`)
+is shared by all of them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.sandbox import commerce7, control, faults, shopify
+from shared.logging import configure_logging
+from shared.settings import ProviderSettings, SandboxSettings
+
+
+def create_app(provider_settings: ProviderSettings | None = None) -> web.Application:
+    """Build the sandbox.
+
+    Args:
+        provider_settings: the credentials clients will send (Shopify access token,
+            Commerce7 app id and secret); ``ProviderSettings()`` from the environment
+            when None, which matches the clients' defaults.
+    """
+    app = web.Application()
+    app[control.settings_key] = provider_settings or ProviderSettings()
+    # First, so its middleware sees every request and providers find the fault store.
+    faults.setup(app)
+    control.setup(app)
+    shopify.setup(app)
+    commerce7.setup(app)
+    return app
+
+
+def run(settings: SandboxSettings | None = None) -> None:
+    """Serve the sandbox on ``sandbox_host:sandbox_port`` until SIGINT/SIGTERM."""
+    settings = settings or SandboxSettings()
+    configure_logging(settings.log_level, settings.log_format, service="sandbox")
+    web.run_app(create_app(), host=settings.sandbox_host, port=settings.sandbox_port, print=None)
