@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from shared.messages.credits import BOOKING_EVENT_PREFIX, CONTACT_PUSH, CREDITS_CHANGED
 from shared.messages.memberships import membership_action_type
 from shared.topology import QueueSpec
 
@@ -20,7 +21,12 @@ MEMBERSHIP_ACTIONS = {
     for provider in ("shopify", "commerce7")
 }
 
-ALL = (ORDERS, *MEMBERSHIP_ACTIONS.values())
+CREDITS = QueueSpec("syncer.credits", (CREDITS_CHANGED,))
+BOOKINGS = QueueSpec("syncer.bookings", (BOOKING_EVENT_PREFIX + "*",))
+# Contacts whose credits changed, coalesced into HubSpot batch updates.
+HUBSPOT_CONTACTS = QueueSpec("syncer.hubspot.contacts", (CONTACT_PUSH,))
+
+ALL = (ORDERS, *MEMBERSHIP_ACTIONS.values(), CREDITS, BOOKINGS, HUBSPOT_CONTACTS)
 
 
 def with_retries(spec: QueueSpec, delays_s: tuple[float, ...]) -> QueueSpec:

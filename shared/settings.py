@@ -66,6 +66,16 @@ class ProviderSettings(BaseSettings):
     # Commerce7 requires a reason from its own list when cancelling (NOTES.md §4).
     commerce7_cancellation_reason: str = "Other"
     http_timeout_s: float = 10.0
+    hubspot_base_url: str = "http://127.0.0.1:8090/hubspot"
+    hubspot_access_token: SecretStr = SecretStr("sandbox-hubspot-token")
+    # HubSpot private apps: 190 requests / 10 s (Professional, Enterprise), 100 on Free and
+    # Starter (reference/hubspot/LIMITS.md §1); one budget per app, shared by all replicas.
+    hubspot_rate_per_10s: int = 190
+    # Replicas sharing the budget above: each one paces at rate / replicas.
+    hubspot_replicas: int = 1
+    # Custom object type ids of the account (``2-…``, API.md §4); look them up once.
+    hubspot_booking_object_type: str = "2-1001"
+    hubspot_mock_exam_object_type: str = "2-1002"
 
 
 class IntakeSettings(CommonSettings):
@@ -80,6 +90,9 @@ class IntakeSettings(CommonSettings):
     commerce7_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Largest request body accepted, in bytes (1 MiB); a Shopify order is ~30 KB.
     max_body_bytes: int = 1_048_576
+    # App backends' API keys, a JSON object of key name -> key: {"booking-api": "..."}.
+    # Each backend has its own, so one can be revoked; the name is logged, never the key.
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
     _split_tenants = field_validator("commerce7_tenants", mode="before")(_split_csv)
 

@@ -119,6 +119,10 @@ async def delete_namespace(ns: str, label: str = "cleanup") -> None:
             for spec, _, _ in consumer_plan(settings):
                 names |= {topology.queue(spec), topology.dead_queue(spec)}
                 names |= {topology.retry_queue(spec, d) for d in spec.retry_delays_s}
+        from shared.queues import ALL
+
+        for spec in ALL:
+            names |= {topology.queue(spec), topology.dead_queue(spec)}
         for name in names:
             await channel.queue_delete(name)
         for exchange in (topology.events_exchange, topology.dead_exchange):

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from services.intake.app_events import bookings_event, credits_event
 from services.intake.keys import broker_key, settings_key
 from services.intake.openapi import openapi_document
 from services.intake.webhooks.commerce7 import commerce7_webhook
@@ -63,6 +64,8 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.cleanup_ctx.append(_broker_ctx)
     app.router.add_post("/webhooks/shopify", shopify_webhook)
     app.router.add_post("/webhooks/commerce7", commerce7_webhook)
+    app.router.add_post("/v1/events/credits", credits_event)
+    app.router.add_post("/v1/events/bookings", bookings_event)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

@@ -6,6 +6,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Mapping
+
+from pydantic import SecretStr
 
 
 def shopify_hmac(body: bytes, secret: str) -> str:
@@ -43,3 +46,20 @@ def verify_basic_auth(header: str | None, username: str, password: str) -> bool:
     ok_user = hmac.compare_digest(user.encode(), username.encode())
     ok_pwd = hmac.compare_digest(pwd.encode(), password.encode())
     return bool(sep) and ok_user and ok_pwd
+
+
+def api_key_name(header: str | None, keys: Mapping[str, SecretStr]) -> str | None:
+    """The name of the API key in ``Authorization: Bearer <key>``, or None.
+
+    Every configured key is compared (constant time each), so timing does not tell
+    which key came close.
+    """
+    if not header or not header.startswith("Bearer "):
+        return None
+    given = header[7:].strip().encode()
+    found = None
+    for name, key in keys.items():
+        secret = key.get_secret_value().encode()
+        if secret and hmac.compare_digest(given, secret):
+            found = name
+    return found

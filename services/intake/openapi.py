@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.messages.credits import BookingEvent, CreditsNotification
+
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
 
@@ -32,8 +34,44 @@ _ACCEPTED = {
 }
 
 
+def _model_schemas() -> dict[str, Any]:
+    """JSON Schemas of the app event bodies, generated from their pydantic models."""
+    schemas: dict[str, Any] = {}
+    for model in (CreditsNotification, BookingEvent):
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def _app_event(summary: str, schema: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"apiKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+                },
+            },
+            "responses": {
+                "202": _ACCEPTED,
+                "400": _problem("Malformed JSON."),
+                "401": _problem("Missing or unknown API key."),
+                "413": _problem("Body over the size limit."),
+                "422": _problem("Invalid fields; `errors[].pointer` names each."),
+                "503": _problem("Broker unavailable; nothing accepted, retry."),
+            },
+        }
+    }
+
+
 def openapi_document() -> dict[str, Any]:
-    """The document; kept by hand, checked by ``tests/intake/test_openapi.py``."""
+    """The document; webhook shapes by hand, app events generated from their models.
+
+    ``tests/intake/test_openapi.py`` checks it names every route.
+    """
     webhook_errors = {
         "400": _problem("Malformed JSON or a missing required header."),
         "401": _problem("Bad signature or credentials."),
@@ -92,6 +130,13 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/events/credits": _app_event(
+                "Credit-change notification (one contact, or up to 1,000 in items)",
+                "CreditsNotification",
+            ),
+            "/v1/events/bookings": _app_event(
+                "Booking created, cancelled or attendance marked", "BookingEvent"
+            ),
             "/healthz": {
                 "get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}
             },
@@ -112,8 +157,12 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {
-            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "CRMSYNC_API_KEYS"},
+            },
             "schemas": {
+                **_model_schemas(),
                 "Problem": {
                     "type": "object",
                     "description": "RFC 9457 problem details",

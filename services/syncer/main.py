@@ -16,6 +16,8 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from services.syncer.consumers.bookings import handle_booking
+from services.syncer.consumers.credits import handle_credits
 from services.syncer.consumers.membership_actions import handle_membership_action
 from services.syncer.consumers.orders import handle_order
 from services.syncer.deps import SyncerDeps
@@ -56,6 +58,14 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
             settings.handler_max_attempts,
         )
     ]
+    for spec, app_handler in ((queues.CREDITS, handle_credits), (queues.BOOKINGS, handle_booking)):
+        plan.append(
+            (
+                queues.with_retries(spec, order_retry_delays(settings)),
+                app_handler,
+                settings.handler_max_attempts,
+            )
+        )
     for spec in queues.MEMBERSHIP_ACTIONS.values():
         plan.append(
             (

@@ -1,0 +1,99 @@
+"""``syncer.credits``: credit notifications → balances in Postgres at once.
+
+Write-through: the balance is committed here, in milliseconds; HubSpot follows via
+the ``syncer.hubspot.contacts`` queue (an outbox event per changed contact), so a
+HubSpot outage never delays or blocks this write.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from services.syncer.contacts import resolve_contact
+from services.syncer.deps import SyncerDeps
+from shared.consumer import Delivery
+from shared.db import claim_message
+from shared.events import CloudEvent
+from shared.messages.credits import CONTACT_PUSH, ContactPush, CreditChange, CreditsNotification
+from shared.outbox import enqueue
+from shared.queues import CREDITS
+
+log = structlog.get_logger(__name__)
+
+
+async def apply_change(
+    conn: asyncpg.Connection, change: CreditChange, note: CreditsNotification, event: CloudEvent
+) -> list[str]:
+    """Apply one contact's balances, each guarded by the version; returns the fields
+    that changed. A version not newer than the stored one for a field changes nothing."""
+    contact_id = await resolve_contact(conn, change.contact)
+    fields = list(change.credits)
+    changed = await conn.fetch(
+        """
+        INSERT INTO contact_credits (contact_id, credit_type, balance, version, reason, occurred_at)
+        SELECT $1, t.credit_type, t.balance, $4, $5, $6
+        FROM unnest($2::text[], $3::int[]) AS t(credit_type, balance)
+        ON CONFLICT (contact_id, credit_type) DO UPDATE SET
+            balance = EXCLUDED.balance, version = EXCLUDED.version, reason = EXCLUDED.reason,
+            occurred_at = EXCLUDED.occurred_at, updated_at = now()
+        WHERE EXCLUDED.version > contact_credits.version
+        RETURNING credit_type, balance
+        """,
+        contact_id,
+        fields,
+        [change.credits[f] for f in fields],
+        change.version,
+        note.reason,
+        note.occurred_at,
+    )
+    if not changed:
+        return []
+    version: int = await conn.fetchval(
+        "UPDATE contacts SET change_version = change_version + 1, updated_at = now()"
+        " WHERE id = $1 RETURNING change_version",
+        contact_id,
+    )
+    applied = {r["credit_type"]: r["balance"] for r in changed}
+    await conn.execute(
+        """
+        INSERT INTO audit_log (entity, entity_id, action, entity_version, details, event_id)
+        VALUES ('contact', $1, 'credits_changed', $2, $3, $4)
+        """,
+        contact_id,
+        version,
+        {"reason": note.reason, "credits": applied, "appVersion": change.version},
+        event.id,
+    )
+    await enqueue(
+        conn,
+        CloudEvent.create(
+            id=f"contact-push-{contact_id}-{version}",
+            type=CONTACT_PUSH,
+            source="urn:crmsync:syncer",
+            subject=str(contact_id),
+            correlationid=event.correlationid,
+            data=ContactPush(contact_id=contact_id),
+        ),
+    )
+    return list(applied)
+
+
+async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) -> None:
+    """Write every contact's new balances in one transaction.
+
+    Idempotent by ``event.id`` (the app's idempotency key) and, per field, by the
+    app's version: the same notification twice, or an older one after a newer one,
+    changes nothing.
+    """
+    note = event.data_as(CreditsNotification)
+    changes = note.changes()
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim_message(conn, CREDITS.name, event.id):
+            log.info("credits.duplicate_ignored")
+            return
+        applied = 0
+        for change in changes:
+            if await apply_change(conn, change, note, event):
+                applied += 1
+    log.info("credits.applied", contacts=len(changes), changed=applied, reason=note.reason)
