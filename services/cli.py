@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from services.scheduler.cli import jobs, runs, scheduler, trigger
 from shared.logging import configure_logging
 from shared.settings import (
     CommonSettings,
@@ -100,7 +101,7 @@ def sandbox(host: str | None, port: int | None) -> None:
 @click.option("--with-sandbox/--without-sandbox", default=True, show_default=True)
 @click.option("--syncers", type=int, default=1, show_default=True, help="Syncer replicas.")
 def dev(with_sandbox: bool, syncers: int) -> None:
-    """Migrate, then run sandbox, intake and syncer(s) in the foreground; Ctrl-C stops all."""
+    """Migrate, then run sandbox, intake, syncer(s) and scheduler in the foreground."""
     from services.devrun import run_dev
 
     sys.exit(asyncio.run(run_dev(with_sandbox=with_sandbox, syncers=syncers)))
@@ -155,6 +156,9 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
     ):
         return resp.status, await resp.text()
 
+
+for _command in (scheduler, jobs, trigger, runs):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -60,6 +60,7 @@ async def run_dev(*, with_sandbox: bool = True, syncers: int = 1) -> int:
                 ["syncer", "--port", str(8081 + i * 10)],
             )
         )
+    names.append(("scheduler", ["scheduler"]))
     children: list[tuple[str, asyncio.subprocess.Process]] = []
     pumps = []
     for i, (name, args) in enumerate(names):

@@ -60,6 +60,7 @@ class Broker:
         self._exchange: AbstractExchange | None = None
         self._default_exchange: AbstractExchange | None = None
         self._dead_exchange: AbstractExchange | None = None
+        self._retry_exchanges: dict[str, AbstractExchange] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -123,23 +124,53 @@ class Broker:
         await channel.set_qos(prefetch_count=prefetch_count)
         return channel
 
-    async def publish(self, event: CloudEvent, routing_key: str | None = None) -> None:
+    async def publish(
+        self, event: CloudEvent, routing_key: str | None = None, *, reply_to: str | None = None
+    ) -> None:
         """Publish to the events exchange, persistent, and wait for the confirm.
 
         Args:
             event: the event; ``routing_key`` defaults to ``event.type``.
+            reply_to: a queue the consumer should answer on (request/reply); the
+                answer's ``correlation_id`` is this event's id.
 
         Raises:
             BrokerUnavailableError: not connected, nacked, unroutable, or no confirm
                 within ``publish_timeout_s``. The caller decides (intake answers 503).
         """
-        await self._publish(self._exchange, event, routing_key or event.type, attempt=1)
+        await self._publish(
+            self._exchange, event, routing_key or event.type, attempt=1, reply_to=reply_to
+        )
 
-    async def publish_to_queue(
-        self, queue: str, event: CloudEvent, *, attempt: int, extra_headers: Mapping[str, Any] = {}
+    async def reply(self, reply_to: str, request_id: str, body: bytes) -> None:
+        """Answer a request on its ``reply_to`` queue (transient, JSON, no confirm wait
+        beyond the broker's own): the requester may be gone, and that is fine."""
+        if self._default_exchange is None or not self.ready:
+            raise BrokerUnavailableError("not connected to RabbitMQ")
+        message = aio_pika.Message(
+            body=body, content_type="application/json", correlation_id=request_id
+        )
+        try:
+            async with asyncio.timeout(self.publish_timeout_s):
+                await self._default_exchange.publish(message, routing_key=reply_to, mandatory=False)
+        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            raise BrokerUnavailableError(f"reply failed: {exc}") from exc
+
+    async def publish_retry(
+        self, delay_s: float, queue: str, event: CloudEvent, *, attempt: int
     ) -> None:
-        """Publish straight to ``queue`` through the default exchange (retry queues)."""
-        await self._publish(self._default_exchange, event, queue, attempt, extra_headers)
+        """Send ``event`` back to ``queue`` after ``delay_s`` (its delay queue's TTL)."""
+        name = self.topology.retry_queue(delay_s)
+        exchange = self._retry_exchanges.get(name)
+        if exchange is None:
+            if self._channel is None or not self.ready:
+                raise BrokerUnavailableError("not connected to RabbitMQ")
+            try:
+                exchange = await self._channel.get_exchange(name)
+            except (aio_pika.exceptions.AMQPError, RuntimeError) as exc:
+                raise BrokerUnavailableError(f"no retry exchange {name}: {exc}") from exc
+            self._retry_exchanges[name] = exchange
+        await self._publish(exchange, event, queue, attempt)
 
     async def publish_dead(
         self, queue: str, event: CloudEvent, *, attempt: int, error: str
@@ -155,6 +186,7 @@ class Broker:
         routing_key: str,
         attempt: int,
         extra_headers: Mapping[str, Any] = {},
+        reply_to: str | None = None,
     ) -> None:
         if exchange is None or not self.ready:
             raise BrokerUnavailableError("not connected to RabbitMQ")
@@ -169,6 +201,7 @@ class Broker:
             type=event.type,
             timestamp=event.time,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            reply_to=reply_to,
         )
         try:
             async with asyncio.timeout(self.publish_timeout_s):

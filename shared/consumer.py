@@ -53,6 +53,8 @@ class Delivery:
     max_attempts: int
     redelivered: bool
     retry_delays_s: tuple[float, ...] = ()
+    # Where a request/reply caller waits for the answer (None: nobody waits).
+    reply_to: str | None = None
 
     @property
     def is_last_attempt(self) -> bool:
@@ -149,6 +151,7 @@ class Consumer:
                 max_attempts=self.max_attempts,
                 redelivered=bool(message.redelivered),
                 retry_delays_s=self.spec.retry_delays_s,
+                reply_to=message.reply_to,
             )
             MESSAGE_LAG_SECONDS.labels(self.queue_name).observe(
                 max(0.0, (datetime.now(UTC) - event.time).total_seconds())
@@ -196,10 +199,8 @@ class Consumer:
         log_method = log.warning if isinstance(exc, TransientError) else log.exception
         log_method("handler.retrying", error=error, attempt=delivery.attempt, delay_s=delay)
         try:
-            await self.broker.publish_to_queue(
-                self.broker.topology.retry_queue(self.spec, delay),
-                event,
-                attempt=delivery.attempt + 1,
+            await self.broker.publish_retry(
+                delay, self.queue_name, event, attempt=delivery.attempt + 1
             )
         except BrokerUnavailableError:
             await self._requeue(message)

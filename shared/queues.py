@@ -11,6 +11,12 @@ import dataclasses
 
 from shared.messages.credits import BOOKING_EVENT_PREFIX, CONTACT_PUSH, CREDITS_CHANGED
 from shared.messages.memberships import membership_action_type
+from shared.messages.profiles import (
+    LOGIN,
+    PACKAGES_CHUNK,
+    PACKAGES_REFRESH,
+    PACKAGES_REFRESH_STATUS,
+)
 from shared.topology import QueueSpec
 
 ORDERS = QueueSpec("syncer.orders", ("shopify.orders.*", "commerce7.order.*"))
@@ -26,7 +32,26 @@ BOOKINGS = QueueSpec("syncer.bookings", (BOOKING_EVENT_PREFIX + "*",))
 # Contacts whose credits changed, coalesced into HubSpot batch updates.
 HUBSPOT_CONTACTS = QueueSpec("syncer.hubspot.contacts", (CONTACT_PUSH,))
 
-ALL = (ORDERS, *MEMBERSHIP_ACTIONS.values(), CREDITS, BOOKINGS, HUBSPOT_CONTACTS)
+# W1: logins and bookings start a profile's package sync; refreshes answer a request.
+LOGINS = QueueSpec("syncer.logins", (LOGIN, BOOKING_EVENT_PREFIX + "created"))
+PACKAGES_REFRESHES = QueueSpec("syncer.packages.refreshes", (PACKAGES_REFRESH,))
+PACKAGES_CHUNKS = QueueSpec("syncer.packages.chunks", (PACKAGES_CHUNK,))
+# Status reads of refreshes: never behind a slow CRM call.
+PACKAGES_REFRESH_STATUS_QUEUE = QueueSpec(
+    "syncer.packages.refresh_status", (PACKAGES_REFRESH_STATUS,)
+)
+
+ALL = (
+    ORDERS,
+    *MEMBERSHIP_ACTIONS.values(),
+    CREDITS,
+    BOOKINGS,
+    HUBSPOT_CONTACTS,
+    LOGINS,
+    PACKAGES_REFRESHES,
+    PACKAGES_CHUNKS,
+    PACKAGES_REFRESH_STATUS_QUEUE,
+)
 
 
 def with_retries(spec: QueueSpec, delays_s: tuple[float, ...]) -> QueueSpec:

@@ -9,9 +9,11 @@ because pydantic-settings reads ``secrets_dir`` (``CRMSYNC_SECRETS_DIR``) when s
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from croniter import croniter
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -93,6 +95,8 @@ class IntakeSettings(CommonSettings):
     # App backends' API keys, a JSON object of key name -> key: {"booking-api": "..."}.
     # Each backend has its own, so one can be revoked; the name is logged, never the key.
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # How long a package refresh waits for the sync before answering 202, in seconds.
+    refresh_wait_s: float = 3.0
 
     _split_tenants = field_validator("commerce7_tenants", mode="before")(_split_csv)
 
@@ -114,6 +118,18 @@ class SyncerSettings(CommonSettings, ProviderSettings):
     outbox_poll_s: float = 1.0
     # Grace period for in-flight handlers on SIGTERM.
     shutdown_grace_s: float = 20.0
+    # Credit changes wait at most this long (seconds) to share one HubSpot batch call.
+    hubspot_push_window_s: float = 0.2
+    # Unacked contact pushes per replica: at least 100 so a batch call can be full.
+    hubspot_push_prefetch: int = 200
+    # W1: the CRM database, read-only, through crm_customers / crm_packages (docs/crm-views.md).
+    crm_database_url: str = "postgresql://postgres@127.0.0.1:5432/crmsync_crm"
+    # CRM connections per replica at most; the CRM's max_connections / replicas bounds it.
+    crm_pool_max_size: int = 5
+    # The CRM server cancels a statement running longer than this (ms); the sync retries.
+    crm_statement_timeout_ms: int = 5000
+    # ISO 3166 region for phone numbers written without a country code (app and CRM).
+    phone_default_region: str = "US"
 
 
 class SandboxSettings(BaseSettings):
@@ -125,5 +141,96 @@ class SandboxSettings(BaseSettings):
 
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8090
+    # The sample CRM database ``crmsync seed-crm`` creates (same as the syncer's default).
+    crm_database_url: str = "postgresql://postgres@127.0.0.1:5432/crmsync_crm"
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+
+class JobSettings(BaseModel):
+    """One periodic job: ``CRMSYNC_JOB_<NAME>__CRON`` etc., or the whole as JSON.
+
+    Attributes:
+        cron: five-field cron expression (or ``@daily``, ``@hourly`` ...), evaluated in
+            ``timezone``.
+        timezone: an IANA zone name (``Europe/Berlin``); ``UTC`` by default.
+        enabled: a disabled job emits nothing (its handler may not exist yet).
+        grace_s: seconds after its tick within which a missed tick still runs (once,
+            coalesced); older missed ticks are recorded as ``missed``.
+    """
+
+    cron: str
+    timezone: str = "UTC"
+    enabled: bool = True
+    grace_s: float = Field(default=3600.0, ge=1)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value.startswith("@") and len(value.split(" ")) != 5:
+            raise ValueError("a cron expression has five fields: minute hour day month weekday")
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+_JOB_FIELDS = (
+    "job_enrollments_expire",
+    "job_packages_bulk_sync",
+    "job_hubspot_batch_sync",
+    "job_repcard_sync",
+)
+
+
+class SchedulerSettings(CommonSettings):
+    """``crmsync scheduler`` (and the admin CLI: ``jobs``, ``trigger``, ``runs``)."""
+
+    # ``CRMSYNC_JOB_REPCARD_SYNC__ENABLED=true`` sets one field of one job.
+    model_config = SettingsConfigDict(env_nested_delimiter="__")
+
+    scheduler_host: str = "127.0.0.1"
+    scheduler_port: int = 8082
+    # Bearer token of the admin API; empty = every /v1 request is refused (401).
+    admin_token: SecretStr = SecretStr("")
+    # Where the CLI (crmsync jobs / trigger / runs) finds the admin API.
+    admin_url: str = "http://127.0.0.1:8082"
+    # Longest sleep of the tick loop, in seconds; it wakes earlier for a due tick.
+    tick_poll_s: float = Field(default=1.0, gt=0)
+    # Run history (job_runs) and processed_messages rows older than this are deleted.
+    run_retention_days: int = Field(default=30, ge=1)
+    # Seconds between two pruning rounds (one replica prunes at a time).
+    prune_interval_s: float = Field(default=3600.0, gt=0)
+    # Seconds between outbox polls when no NOTIFY arrives.
+    outbox_poll_s: float = 1.0
+    # Grace period for an in-flight tick on SIGTERM.
+    shutdown_grace_s: float = 10.0
+
+    # Defaults for every periodic workload of the design; a job whose syncer handler
+    # does not exist yet is disabled (it is listed, it emits nothing).
+    job_enrollments_expire: JobSettings = JobSettings(cron="0 2 * * *", grace_s=43_200)
+    job_packages_bulk_sync: JobSettings = JobSettings(
+        cron="0 2 * * *", grace_s=21_600, enabled=False
+    )
+    job_hubspot_batch_sync: JobSettings = JobSettings(cron="0 */2 * * *", enabled=False)
+    job_repcard_sync: JobSettings = JobSettings(cron="0 3 * * *", grace_s=21_600, enabled=False)
+
+    @field_validator(*_JOB_FIELDS, mode="before")
+    @classmethod
+    def _merge_job_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        # One variable (``..__ENABLED``) overrides one field; the rest keep the defaults.
+        default = cls.model_fields[info.field_name or ""].default
+        if isinstance(value, str) and value.strip().startswith("{"):
+            value = json.loads(value)
+        if isinstance(value, dict) and isinstance(default, JobSettings):
+            return {**default.model_dump(), **value}
+        return value

@@ -7,15 +7,19 @@
     crmsync.dead (direct) ◀──────────────────────────────┘
          └──routing key = queue──▶ syncer.orders.dead (quorum)
 
-    syncer.orders.retry.30s (quorum, x-message-ttl) ──expires──▶ "" ──▶ syncer.orders
+    crmsync.retry.30s (fanout) ──▶ crmsync.retry.30s (quorum, x-message-ttl)
+        ──expires──▶ "" (default exchange, the message's own routing key) ──▶ syncer.orders
 
 Every work queue is a quorum queue with its own ``x-delivery-limit`` (RabbitMQ 4.x
 defaults it to 20 and drops past it without a dead-letter exchange; 3.10 has no
 default) and at-least-once dead-lettering (needs ``x-overflow: reject-publish``), so
 nothing is dropped on the way to ``<queue>.dead``. Delayed retries are per-delay
-queues: a message waits out the queue's TTL there, then is dead-lettered through the
-default exchange straight back to its work queue. All of it shows in the management
-console under names that say what they are.
+queues shared by every handler: a retry is published to ``crmsync.retry.<delay>``
+with the routing key = its work queue's name, waits out the queue's TTL, and is
+dead-lettered through the default exchange (no ``x-dead-letter-routing-key``, so
+its own routing key is kept) straight back to its work queue. One queue per delay,
+not one per handler and delay, keeps a single node's quorum queue count low. All of
+it shows in the management console under names that say what they are.
 """
 
 from __future__ import annotations
@@ -80,8 +84,9 @@ class Topology:
     def dead_queue(self, spec: QueueSpec | str) -> str:
         return f"{self.queue(spec)}.dead"
 
-    def retry_queue(self, spec: QueueSpec | str, delay_s: float) -> str:
-        return f"{self.queue(spec)}.retry.{delay_label(delay_s)}"
+    def retry_queue(self, delay_s: float) -> str:
+        """The delay queue, and its fanout exchange of the same name."""
+        return f"{self.namespace}crmsync.retry.{delay_label(delay_s)}"
 
     async def declare_exchanges(self, channel: AbstractChannel) -> AbstractExchange:
         """Declare the events and dead-letter exchanges; returns the events exchange."""
@@ -103,6 +108,7 @@ class Topology:
         """
         events = await self.declare_exchanges(channel)
         queues: dict[str, AbstractQueue] = {}
+        declared_delays: set[float] = set()
         for spec in specs:
             name = self.queue(spec)
             dead = await channel.declare_queue(
@@ -124,20 +130,27 @@ class Topology:
             for key in spec.routing_keys:
                 await work.bind(events, routing_key=key)
             for delay in spec.retry_delays_s:
-                await channel.declare_queue(
-                    self.retry_queue(spec, delay),
-                    durable=True,
-                    arguments={
-                        "x-queue-type": "quorum",
-                        "x-message-ttl": round(delay * 1000),
-                        "x-dead-letter-exchange": "",
-                        "x-dead-letter-routing-key": name,
-                        "x-dead-letter-strategy": "at-least-once",
-                        "x-overflow": "reject-publish",
-                    },
-                )
+                if delay not in declared_delays:
+                    await self._declare_retry(channel, delay)
+                    declared_delays.add(delay)
             queues[name] = work
         return queues
+
+    async def _declare_retry(self, channel: AbstractChannel, delay: float) -> None:
+        name = self.retry_queue(delay)
+        exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
+        queue = await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-message-ttl": round(delay * 1000),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+        await queue.bind(exchange)
 
 
 def pick_delay(delays_s: Sequence[float], attempt: int, at_least_s: float | None = None) -> float:

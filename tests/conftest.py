@@ -13,6 +13,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,6 +31,7 @@ import pytest
 from aiohttp import web
 
 from shared.migrate import DEFAULT_DIR, migrate
+from shared.topology import QueueSpec
 
 PG_ADMIN = os.environ.get("CRMSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("CRMSYNC_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -94,6 +101,40 @@ async def namespace(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     await delete_namespace(ns, request.node.nodeid)
 
 
+_TEST_NAME = re.compile(r"^t[0-9a-f]{10}\.")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Sweep what crashed or killed tests left behind (the controller only, at the end).
+
+    A single RabbitMQ node slows down badly with hundreds of quorum queues, so a
+    leak must not outlive the run. Needs ``rabbitmqctl`` (root, as in CI); skipped
+    quietly without it.
+    """
+    if hasattr(session.config, "workerinput") or shutil.which("rabbitmqctl") is None:
+        return
+    try:
+        listed = subprocess.run(
+            ["rabbitmqctl", "list_queues", "name", "-q", "--no-table-headers"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.split()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return
+    leftovers = [name for name in listed if _TEST_NAME.match(name)]
+    if leftovers:
+        asyncio.run(_delete_queues(leftovers))
+
+
+async def _delete_queues(names: list[str]) -> None:
+    connection = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": "sweep"})
+    try:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
 async def delete_namespace(ns: str, label: str = "cleanup") -> None:
     """Delete every queue and exchange whose name starts with ``ns``.
 
@@ -111,21 +152,23 @@ async def delete_namespace(ns: str, label: str = "cleanup") -> None:
             SyncerSettings(
                 _env_file=None, retry_unit_s=unit, action_max_attempts=n, handler_max_attempts=n
             )
-            for unit in (0.05, 0.1, 0.2, 1.0, 60.0)
+            for unit in (0.05, 0.1, 0.2, 1.0, 30.0, 60.0)
             for n in (2, 3, 5)
         ]
         names: set[str] = set()
+        retries: set[str] = set()
         for settings in settings_variants:
             for spec, _, _ in consumer_plan(settings):
                 names |= {topology.queue(spec), topology.dead_queue(spec)}
-                names |= {topology.retry_queue(spec, d) for d in spec.retry_delays_s}
+                retries |= {topology.retry_queue(d) for d in spec.retry_delays_s}
+        from shared.jobs import JOB_QUEUES
         from shared.queues import ALL
 
-        for spec in ALL:
+        for spec in (*ALL, *JOB_QUEUES.values(), TEST_JOBS_QUEUE):
             names |= {topology.queue(spec), topology.dead_queue(spec)}
-        for name in names:
+        for name in names | retries:
             await channel.queue_delete(name)
-        for exchange in (topology.events_exchange, topology.dead_exchange):
+        for exchange in (topology.events_exchange, topology.dead_exchange, *retries):
             await channel.exchange_delete(exchange)
     finally:
         await connection.close()
@@ -164,6 +207,7 @@ def syncer_settings(database: str, namespace: str, sandbox: str, **overrides: An
         "amqp_namespace": namespace,
         "shopify_base_url": f"{sandbox}/shopify",
         "commerce7_base_url": f"{sandbox}/commerce7/v1",
+        "hubspot_base_url": f"{sandbox}/hubspot",
         "shopify_rate_per_s": 50,
         "commerce7_rate_per_s": 50,
         "retry_unit_s": 0.1,
@@ -253,6 +297,68 @@ async def syncer(
     return await make_syncer(syncer_settings(database, namespace, sandbox))
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+# One queue for the tests' own jobs (any name): every job event is routed to it.
+TEST_JOBS_QUEUE = QueueSpec("tests.jobs", ("job.#",))
+
+
+def scheduler_settings(database: str, namespace: str, **overrides: Any) -> Any:
+    from shared.settings import SchedulerSettings
+
+    values: dict[str, Any] = {
+        "database_url": database,
+        "amqp_url": AMQP_URL,
+        "amqp_namespace": namespace,
+        "admin_token": ADMIN_TOKEN,
+        "outbox_poll_s": 0.2,
+        "shutdown_grace_s": 2,
+        "db_pool_max_size": 5,
+    }
+    values.update(overrides)
+    return SchedulerSettings(_env_file=None, **values)
+
+
+@pytest.fixture
+async def make_scheduler(
+    database: str, namespace: str
+) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await make_scheduler(settings, jobs=..., clock=..., run_loop=True)`` → a started
+    in-process scheduler replica, stopped after the test (before its database goes)."""
+    from services.scheduler.service import Scheduler
+
+    started: list[Any] = []
+
+    async def make(settings: Any, *, run_loop: bool = True, **kwargs: Any) -> Any:
+        scheduler = Scheduler(settings, **kwargs)
+        await scheduler.start(run_loop=run_loop)
+        started.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in started:
+        await scheduler.stop()
+
+
+@pytest.fixture
+async def make_scheduler_app(
+    database: str, namespace: str
+) -> AsyncIterator[Callable[..., Awaitable[tuple[str, web.Application]]]]:
+    """``await make_scheduler_app(settings, **create_app_kwargs)`` → (base URL, app)."""
+    from services.scheduler.main import create_app
+
+    runners: list[web.AppRunner] = []
+
+    async def make(settings: Any, **kwargs: Any) -> tuple[str, web.Application]:
+        app = create_app(settings, **kwargs)
+        runner, url = await start_app(app)
+        runners.append(runner)
+        return url, app
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
+
+
 async def eventually(
     probe: Callable[[], Awaitable[Any]], *, timeout_s: float = 10.0, interval_s: float = 0.05
 ) -> Any:
@@ -265,3 +371,67 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
         await asyncio.sleep(interval_s)
+
+
+@pytest.fixture
+async def spawn_syncer(database, namespace, sandbox) -> AsyncIterator[Callable]:
+    """``await spawn_syncer(port, **env)``: a real ``crmsync syncer`` process."""
+    procs: list[asyncio.subprocess.Process] = []
+    workdir = tempfile.mkdtemp()  # no developer .env is read from here
+
+    async def spawn(port: int, **env: str) -> asyncio.subprocess.Process:
+        environ = {
+            **os.environ,
+            "CRMSYNC_DATABASE_URL": database,
+            "CRMSYNC_AMQP_URL": AMQP_URL,
+            "CRMSYNC_AMQP_NAMESPACE": namespace,
+            "CRMSYNC_SHOPIFY_BASE_URL": f"{sandbox}/shopify",
+            "CRMSYNC_COMMERCE7_BASE_URL": f"{sandbox}/commerce7/v1",
+            "CRMSYNC_HUBSPOT_BASE_URL": f"{sandbox}/hubspot",
+            "CRMSYNC_SHOPIFY_RATE_PER_S": "100",
+            "CRMSYNC_RETRY_UNIT_S": "0.1",
+            "CRMSYNC_OUTBOX_POLL_S": "0.2",
+            "CRMSYNC_LOG_FORMAT": "json",
+            "CRMSYNC_PREFETCH_COUNT": "4",
+            **env,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "syncer",
+            "--port",
+            str(port),
+            env=environ,
+            cwd=workdir,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def ready(http, port: int) -> bool:
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,8 +8,10 @@ import structlog
 from aiohttp import web
 
 from services.intake.app_events import bookings_event, credits_event
-from services.intake.keys import broker_key, settings_key
+from services.intake.keys import broker_key, replies_key, settings_key
 from services.intake.openapi import openapi_document
+from services.intake.profiles import login_event, refresh_packages, refresh_status
+from services.intake.replies import Replies
 from services.intake.webhooks.commerce7 import commerce7_webhook
 from services.intake.webhooks.shopify import shopify_webhook
 from shared import queues
@@ -36,8 +38,10 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
         publish_timeout_s=settings.publish_timeout_s,
     )
     app[broker_key] = broker
+    app[replies_key] = Replies(broker)
     await broker.start()
     yield
+    await app[replies_key].close()
     await broker.close()
 
 
@@ -66,6 +70,9 @@ def create_app(settings: IntakeSettings) -> web.Application:
     app.router.add_post("/webhooks/commerce7", commerce7_webhook)
     app.router.add_post("/v1/events/credits", credits_event)
     app.router.add_post("/v1/events/bookings", bookings_event)
+    app.router.add_post("/v1/events/login", login_event)
+    app.router.add_post("/v1/profiles/{profileId}/packages/sync", refresh_packages)
+    app.router.add_get("/v1/profiles/{profileId}/packages/sync/{requestId}", refresh_status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.intake.replies import Replies
 from shared.broker import Broker
 from shared.settings import IntakeSettings
 
 settings_key = web.AppKey("settings", IntakeSettings)
 broker_key = web.AppKey("broker", Broker)
+replies_key = web.AppKey("replies", Replies)

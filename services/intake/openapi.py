@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.messages.credits import BookingEvent, CreditsNotification
+from shared.messages.profiles import LoginEvent
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -37,11 +38,15 @@ _ACCEPTED = {
 def _model_schemas() -> dict[str, Any]:
     """JSON Schemas of the app event bodies, generated from their pydantic models."""
     schemas: dict[str, Any] = {}
-    for model in (CreditsNotification, BookingEvent):
+    for model in (CreditsNotification, BookingEvent, LoginEvent):
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     return schemas
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _app_event(summary: str, schema: str) -> dict[str, Any]:
@@ -137,6 +142,38 @@ def openapi_document() -> dict[str, Any]:
             "/v1/events/bookings": _app_event(
                 "Booking created, cancelled or attendance marked", "BookingEvent"
             ),
+            "/v1/events/login": _app_event("A profile logged in (W1 package sync)", "LoginEvent"),
+            "/v1/profiles/{profileId}/packages/sync": {
+                "post": {
+                    "summary": "Sync one profile's packages now",
+                    "description": "200 with the packages when the sync finishes within "
+                    "CRMSYNC_REFRESH_WAIT_S; otherwise 202 with the request to follow at "
+                    "statusUrl. Never a 5xx because the CRM is slow.",
+                    "security": [{"apiKey": []}],
+                    "parameters": [_path_param("profileId")],
+                    "responses": {
+                        "200": {"description": "The profile's packages, freshly synced."},
+                        "202": {
+                            "description": "Still syncing: follow `statusUrl` (also Location)."
+                        },
+                        "401": _problem("Missing or unknown API key."),
+                        "503": _problem("Broker unavailable."),
+                    },
+                }
+            },
+            "/v1/profiles/{profileId}/packages/sync/{requestId}": {
+                "get": {
+                    "summary": "Status of a package refresh (running, succeeded, failed)",
+                    "security": [{"apiKey": []}],
+                    "parameters": [_path_param("profileId"), _path_param("requestId")],
+                    "responses": {
+                        "200": {"description": "The request's status and, when done, its result."},
+                        "401": _problem("Missing or unknown API key."),
+                        "404": _problem("No such refresh for this profile."),
+                        "503": _problem("Broker unavailable or no syncer answered."),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}
             },

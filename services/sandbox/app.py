@@ -1,7 +1,7 @@
 """The sandbox's aiohttp application: ``create_app(provider_settings) -> web.Application``.
 
-One app serves every provider under its own prefix (``/shopify``, ``/commerce7``; later
-``/hubspot``, ``/repcard``) plus the control API under ``/_sandbox``. A provider is one
+One app serves every provider under its own prefix (``/shopify``, ``/commerce7``,
+``/hubspot``; later ``/repcard``) plus the control API under ``/_sandbox``. A provider is one
 module with ``setup(app)`` that adds its routes, its state (under a typed ``AppKey``),
 its reset and its default error body; the fault layer (:mod:`services.sandbox.faults`)
 is shared by all of them.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.sandbox import commerce7, control, faults, shopify
+from services.sandbox import commerce7, control, faults, hubspot, shopify
 from shared.logging import configure_logging
 from shared.settings import ProviderSettings, SandboxSettings
 
@@ -21,8 +21,9 @@ def create_app(provider_settings: ProviderSettings | None = None) -> web.Applica
 
     Args:
         provider_settings: the credentials clients will send (Shopify access token,
-            Commerce7 app id and secret); ``ProviderSettings()`` from the environment
-            when None, which matches the clients' defaults.
+            Commerce7 app id and secret, HubSpot token) and HubSpot's custom object type
+            ids; ``ProviderSettings()`` from the environment when None, which matches the
+            clients' defaults.
     """
     app = web.Application()
     app[control.settings_key] = provider_settings or ProviderSettings()
@@ -31,6 +32,7 @@ def create_app(provider_settings: ProviderSettings | None = None) -> web.Applica
     control.setup(app)
     shopify.setup(app)
     commerce7.setup(app)
+    hubspot.setup(app)
     return app
 
 

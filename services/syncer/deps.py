@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
+from services.syncer.packages.crm import CrmReader
+from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
+from shared.clients.hubspot import HubSpotClient
 from shared.clients.shopify import ShopifyClient
+from shared.coalesce import Coalescer
 from shared.settings import SyncerSettings
 
 
-@dataclass(frozen=True)
+@dataclass
 class SyncerDeps:
     settings: SyncerSettings
     pool: asyncpg.Pool
     shopify: ShopifyClient
     commerce7: Commerce7Client
+    hubspot: HubSpotClient
+    crm: CrmReader
+    broker: Broker
+    # Credit changes waiting to reach HubSpot together (set up by the syncer).
+    contact_pushes: Coalescer[int] = field(init=False)

@@ -13,22 +13,32 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import asyncpg
 import structlog
 from aiohttp import web
 
 from services.syncer.consumers.bookings import handle_booking
 from services.syncer.consumers.credits import handle_credits
+from services.syncer.consumers.expiry import handle_enrollments_expire
+from services.syncer.consumers.hubspot_contacts import flush_contact_pushes, handle_contact_push
+from services.syncer.consumers.hubspot_sync import handle_hubspot_batch_sync
 from services.syncer.consumers.membership_actions import handle_membership_action
 from services.syncer.consumers.orders import handle_order
+from services.syncer.consumers.packages import handle_login, handle_refresh, handle_refresh_status
+from services.syncer.consumers.packages_bulk import handle_packages_bulk_sync, handle_packages_chunk
 from services.syncer.deps import SyncerDeps
+from services.syncer.packages.crm import CrmReader, create_crm_pool
 from shared import queues
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
 from shared.clients.http import limiter_per_s
+from shared.clients.hubspot import MAX_BATCH_INPUTS, HubSpotClient
 from shared.clients.shopify import ShopifyClient
+from shared.coalesce import Coalescer
 from shared.consumer import Consumer, Delivery, Handler
 from shared.db import create_pool
 from shared.events import CloudEvent
+from shared.jobs import ENROLLMENTS_EXPIRE, HUBSPOT_BATCH_SYNC, JOB_QUEUES, PACKAGES_BULK_SYNC
 from shared.metrics import BROKER_READY, metrics_handler
 from shared.outbox import OutboxRelay
 from shared.settings import SyncerSettings
@@ -58,7 +68,15 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
             settings.handler_max_attempts,
         )
     ]
-    for spec, app_handler in ((queues.CREDITS, handle_credits), (queues.BOOKINGS, handle_booking)):
+    for spec, app_handler in (
+        (queues.CREDITS, handle_credits),
+        (queues.BOOKINGS, handle_booking),
+        (queues.HUBSPOT_CONTACTS, handle_contact_push),
+        (queues.LOGINS, handle_login),
+        (queues.PACKAGES_REFRESHES, handle_refresh),
+        (queues.PACKAGES_REFRESH_STATUS_QUEUE, handle_refresh_status),
+        (queues.PACKAGES_CHUNKS, handle_packages_chunk),
+    ):
         plan.append(
             (
                 queues.with_retries(spec, order_retry_delays(settings)),
@@ -72,6 +90,21 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
                 queues.with_retries(spec, action_retry_delays(settings)),
                 handle_membership_action,
                 settings.action_max_attempts,
+            )
+        )
+    # Only jobs whose handler exists get a consumer; the scheduler declares the
+    # others' queues, where their events wait visibly until a handler ships.
+    job_handlers: tuple[tuple[str, DepsHandler], ...] = (
+        (ENROLLMENTS_EXPIRE, handle_enrollments_expire),
+        (HUBSPOT_BATCH_SYNC, handle_hubspot_batch_sync),
+        (PACKAGES_BULK_SYNC, handle_packages_bulk_sync),
+    )
+    for job, job_handler in job_handlers:
+        plan.append(
+            (
+                queues.with_retries(JOB_QUEUES[job], order_retry_delays(settings)),
+                job_handler,
+                settings.handler_max_attempts,
             )
         )
     return plan
@@ -102,6 +135,7 @@ class Syncer:
         self.consumers: list[Consumer] = []
         self._http: aiohttp.ClientSession | None = None
         self._relay: OutboxRelay | None = None
+        self._crm_pool: asyncpg.Pool | None = None
         self.deps: SyncerDeps | None = None
 
     async def start(self) -> None:
@@ -109,10 +143,16 @@ class Syncer:
         pool = await create_pool(
             s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size
         )
+        # min_size=0: the syncer starts (and serves everything else) while the CRM is down.
+        self._crm_pool = await create_crm_pool(
+            s.crm_database_url, s.crm_pool_max_size, s.crm_statement_timeout_ms
+        )
         self._http = aiohttp.ClientSession()
         self.deps = SyncerDeps(
             settings=s,
             pool=pool,
+            crm=CrmReader(self._crm_pool, default_region=s.phone_default_region),
+            broker=self.broker,
             shopify=ShopifyClient(
                 self._http,
                 base_url=s.shopify_base_url,
@@ -124,6 +164,7 @@ class Syncer:
                 # action row's attempts count provider calls.
                 max_tries=1,
             ),
+            hubspot=HubSpotClient.from_settings(self._http, s),
             commerce7=Commerce7Client(
                 self._http,
                 base_url=s.commerce7_base_url,
@@ -134,6 +175,12 @@ class Syncer:
                 max_tries=1,
             ),
         )
+        deps = self.deps
+        deps.contact_pushes = Coalescer(
+            lambda ids: flush_contact_pushes(deps, ids),
+            max_batch=MAX_BATCH_INPUTS,
+            window_s=s.hubspot_push_window_s,
+        )
         await self.broker.wait_ready(timeout_s=60)
         self._relay = OutboxRelay(pool, self.broker, poll_s=s.outbox_poll_s)
         await self._relay.start()
@@ -143,14 +190,22 @@ class Syncer:
                 spec,
                 bind(handler, self.deps),
                 max_attempts=max_attempts,
-                prefetch_count=s.prefetch_count,
+                prefetch_count=self._prefetch(spec),
             )
             await consumer.start()
             self.consumers.append(consumer)
         log.info("syncer.started", queues=[c.queue_name for c in self.consumers])
 
+    def _prefetch(self, spec: QueueSpec) -> int:
+        if spec.name == queues.HUBSPOT_CONTACTS.name:
+            return max(self.settings.hubspot_push_prefetch, MAX_BATCH_INPUTS)
+        return self.settings.prefetch_count
+
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop(self.settings.shutdown_grace_s) for c in self.consumers))
+        pushes = getattr(self.deps, "contact_pushes", None)
+        if pushes is not None:
+            await pushes.drain()
         if self._relay is not None:
             await self._relay.stop()
         await self.broker.close()
@@ -158,6 +213,8 @@ class Syncer:
             await self._http.close()
         if self.deps is not None:
             await self.deps.pool.close()
+        if self._crm_pool is not None:
+            await self._crm_pool.close()
         log.info("syncer.stopped")
 
 

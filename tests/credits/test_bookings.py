@@ -40,7 +40,11 @@ async def post(http, url: str, body: Any) -> int:
 
 
 async def processed(db, n: int) -> bool:
-    return bool(await db.fetchval("SELECT count(*) = $1 FROM processed_messages", n))
+    return bool(
+        await db.fetchval(
+            "SELECT count(*) = $1 FROM processed_messages WHERE consumer = 'syncer.bookings'", n
+        )
+    )
 
 
 async def test_bookings_keep_the_mock_exam_total_right(http, app_intake, syncer, db) -> None:

@@ -3,62 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
-import tempfile
-from collections.abc import AsyncIterator, Callable
 
-import pytest
-
-from tests.conftest import AMQP_URL, eventually
+from tests.conftest import eventually, free_port, ready
 from tests.helpers import post_shopify, shopify_order
-
-
-@pytest.fixture
-async def spawn_syncer(database, namespace, sandbox) -> AsyncIterator[Callable]:
-    procs: list[asyncio.subprocess.Process] = []
-    workdir = tempfile.mkdtemp()  # no developer .env is read from here
-
-    async def spawn(port: int, **env: str) -> asyncio.subprocess.Process:
-        environ = {
-            **os.environ,
-            "CRMSYNC_DATABASE_URL": database,
-            "CRMSYNC_AMQP_URL": AMQP_URL,
-            "CRMSYNC_AMQP_NAMESPACE": namespace,
-            "CRMSYNC_SHOPIFY_BASE_URL": f"{sandbox}/shopify",
-            "CRMSYNC_COMMERCE7_BASE_URL": f"{sandbox}/commerce7/v1",
-            "CRMSYNC_SHOPIFY_RATE_PER_S": "100",
-            "CRMSYNC_RETRY_UNIT_S": "0.1",
-            "CRMSYNC_OUTBOX_POLL_S": "0.2",
-            "CRMSYNC_LOG_FORMAT": "json",
-            "CRMSYNC_PREFETCH_COUNT": "4",
-            **env,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
-            "syncer",
-            "--port",
-            str(port),
-            env=environ,
-            cwd=workdir,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        return proc
-
-    yield spawn
-    for proc in procs:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def handled_by(http, port: int) -> float:
@@ -71,22 +18,6 @@ async def handled_by(http, port: int) -> float:
         and 'syncer.orders"' in line
         and 'outcome="ok"' in line
     )
-
-
-async def ready(http, port: int) -> bool:
-    try:
-        async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_two_syncer_processes_process_every_order_once(

@@ -1,0 +1,107 @@
+"""W1 endpoints for app backends: logins, and package refreshes on demand.
+
+- ``POST /v1/events/login`` → 202 once published; login never waits for the CRM.
+- ``POST /v1/profiles/{profileId}/packages/sync`` → 200 with the fresh packages when
+  the sync finishes within ``CRMSYNC_REFRESH_WAIT_S`` (request/reply over RabbitMQ),
+  else 202 with the request to follow: never a 5xx because the CRM is slow.
+- ``GET /v1/profiles/{profileId}/packages/sync/{requestId}`` → that request's status.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from aiohttp import web
+
+from services.intake.app_events import _accepted, _caller
+from services.intake.keys import replies_key, settings_key
+from services.intake.publish import publish_or_503
+from services.intake.webhooks.body import parse_body
+from shared.errors import BrokerUnavailableError
+from shared.events import CloudEvent
+from shared.messages.profiles import (
+    LOGIN,
+    PACKAGES_REFRESH,
+    PACKAGES_REFRESH_STATUS,
+    LoginEvent,
+    PackagesRefresh,
+    RefreshStatusQuery,
+)
+from shared.problems import Problem
+
+
+async def login_event(request: web.Request) -> web.Response:
+    """A profile logged in. Errors: 401, 400, 413, 422 (by JSON Pointer), 503."""
+    caller = _caller(request)
+    body = await request.read()
+    login = parse_body(LoginEvent, body)
+    key = login.idempotency_key or f"login:{login.profile_id}:{login.occurred_at.isoformat()}"
+    event = CloudEvent.create(
+        id=f"{caller}:{key}",
+        type=LOGIN,
+        source=f"urn:crmsync:app:{caller}",
+        subject=login.profile_id,
+        time=login.occurred_at,
+        data=body,
+    )
+    await publish_or_503(request, event)
+    return _accepted(event)
+
+
+def _status_url(profile_id: str, request_id: str) -> str:
+    return f"/v1/profiles/{profile_id}/packages/sync/{request_id}"
+
+
+async def refresh_packages(request: web.Request) -> web.Response:
+    """Sync one profile's packages now and answer with them, or 202 to follow."""
+    caller = _caller(request)
+    profile_id = request.match_info["profileId"]
+    request_id = str(uuid.uuid4())
+    event = CloudEvent.create(
+        id=request_id,
+        type=PACKAGES_REFRESH,
+        source=f"urn:crmsync:app:{caller}",
+        subject=profile_id,
+        data=PackagesRefresh(profile_id=profile_id),
+    )
+    wait_s = request.app[settings_key].refresh_wait_s
+    try:
+        answer = await request.app[replies_key].request(event, wait_s)
+    except BrokerUnavailableError as exc:
+        raise Problem(503, "Service Unavailable", "the message broker is unavailable; retry",
+                      headers={"Retry-After": "5"}) from exc  # fmt: skip
+    location = _status_url(profile_id, request_id)
+    if answer is None:
+        return web.json_response(
+            {"status": "running", "requestId": request_id, "profileId": profile_id,
+             "statusUrl": location},
+            status=202, headers={"Location": location},
+        )  # fmt: skip
+    return web.json_response(json.loads(answer), headers={"Content-Location": location})
+
+
+async def refresh_status(request: web.Request) -> web.Response:
+    """The status of a refresh request: ``running``, ``succeeded`` (with the packages),
+    ``failed`` (with the error). 404 for an unknown request; 503 if no syncer answers."""
+    caller = _caller(request)
+    query = RefreshStatusQuery(
+        profile_id=request.match_info["profileId"], request_id=request.match_info["requestId"]
+    )
+    event = CloudEvent.create(
+        type=PACKAGES_REFRESH_STATUS, source=f"urn:crmsync:app:{caller}",
+        subject=query.profile_id, data=query,
+    )  # fmt: skip
+    try:
+        answer = await request.app[replies_key].request(
+            event, request.app[settings_key].refresh_wait_s
+        )
+    except BrokerUnavailableError as exc:
+        raise Problem(503, "Service Unavailable", "the message broker is unavailable") from exc
+    if answer is None:
+        raise Problem(503, "Service Unavailable", "no syncer answered in time; retry",
+                      headers={"Retry-After": "5"})  # fmt: skip
+    status = json.loads(answer)
+    if status.get("status") == "unknown":
+        raise Problem(404, "Not Found", f"no refresh {query.request_id} for this profile")
+    return web.json_response(status)

@@ -1,0 +1,273 @@
+"""The admin API's OpenAPI 3.1 document, served at ``GET /openapi.json``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from services.scheduler.jobs import Job
+
+_PROBLEM = {"$ref": "#/components/schemas/Problem"}
+_RUN = {"$ref": "#/components/schemas/Run"}
+_TS = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _PROBLEM}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_UNAUTHORIZED = _problem("Missing or wrong bearer token (CRMSYNC_ADMIN_TOKEN).")
+_NO_JOB = _problem("No job of that name.")
+_BAD_QUERY = _problem("A query parameter out of range; `errors[].parameter` names it.")
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_RUN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_PAGING = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 20},
+    },
+    {
+        "name": "before",
+        "in": "query",
+        "description": "Only runs with a smaller id: pass the last id of a page for the next.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+]
+_RUNS = _json(
+    "Runs, newest first.",
+    {"type": "object", "properties": {"runs": {"type": "array", "items": _RUN}}},
+)
+
+_RUN_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "job": {"type": "string"},
+        "tick": {
+            "type": "string",
+            "format": "date-time",
+            "description": "UTC cron tick, or when a manual run was requested.",
+        },
+        "trigger": {"enum": ["schedule", "manual"]},
+        "triggeredBy": {"type": ["string", "null"]},
+        "params": {"type": "object"},
+        "status": {"enum": ["scheduled", "running", "succeeded", "failed", "missed"]},
+        "attempts": {"type": "integer"},
+        "createdAt": _TS,
+        "startedAt": _TS,
+        "finishedAt": _TS,
+        "durationSeconds": {"type": ["number", "null"]},
+        "totals": {"type": "object", "description": "Counters the handler filled in."},
+        "error": {"type": ["string", "null"]},
+    },
+    "required": ["id", "job", "tick", "trigger", "status", "params", "totals"],
+}
+
+
+def _job_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "schedule": {
+                "type": "object",
+                "properties": {"cron": {"type": "string"}, "timezone": {"type": "string"}},
+            },
+            "graceSeconds": {"type": "number"},
+            "nextTick": _TS,
+            "lastRun": {"anyOf": [_RUN, {"type": "null"}]},
+            "eventType": {"type": "string"},
+            "queue": {"type": "string"},
+            "parameters": {"type": "object", "description": "JSON Schema of its parameters."},
+        },
+    }
+
+
+def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
+    """The document for this cron table; checked by ``tests/scheduler/test_admin_api.py``."""
+    params = {j.params.__name__: j.params.model_json_schema(by_alias=True) for j in jobs}
+    which = "; ".join(f"`{j.name}`: {j.params.__name__}" for j in jobs)
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "crmsync scheduler admin API",
+            "version": "1.0.0",
+            "description": "Jobs, their schedules and run history; trigger a run with "
+            "parameters. Every /v1 route needs `Authorization: Bearer <CRMSYNC_ADMIN_TOKEN>`.",
+        },
+        "paths": {
+            "/v1/jobs": {
+                "get": {
+                    "summary": "Every job: schedule, next tick, last run",
+                    "security": secured,
+                    "responses": {
+                        "200": _json(
+                            "The cron table.",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "jobs": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Job"},
+                                    }
+                                },
+                            },
+                        ),
+                        "401": _UNAUTHORIZED,
+                    },
+                }
+            },
+            "/v1/jobs/{name}/runs": {
+                "get": {
+                    "summary": "A job's runs, newest first",
+                    "security": secured,
+                    "parameters": [_NAME, *_PAGING],
+                    "responses": {
+                        "200": _RUNS,
+                        "401": _UNAUTHORIZED,
+                        "404": _NO_JOB,
+                        "422": _BAD_QUERY,
+                    },
+                },
+                "post": {
+                    "summary": "Trigger a run now, with parameters",
+                    "security": secured,
+                    "parameters": [
+                        _NAME,
+                        {
+                            "name": "X-Triggered-By",
+                            "in": "header",
+                            "description": "Who asks (kept on the run; default admin-api).",
+                            "schema": {"type": "string", "maxLength": 200},
+                        },
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "description": "The same key for the same job returns the same run.",
+                            "schema": {"type": "string", "maxLength": 255},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": False,
+                        "description": f"The job's parameters (empty = defaults). {which}.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "anyOf": [
+                                        {"$ref": f"#/components/schemas/{name}"} for name in params
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            **_json(
+                                "Accepted: the run is scheduled; follow Location.",
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "runId": {"type": "integer"},
+                                        "status": {"type": "string"},
+                                        "location": {"type": "string"},
+                                    },
+                                    "required": ["runId", "status"],
+                                },
+                            ),
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                        },
+                        "400": _problem("The body is not a JSON object."),
+                        "401": _UNAUTHORIZED,
+                        "404": _NO_JOB,
+                        "409": _problem("The job is disabled in the settings."),
+                        "413": _problem("Body over 64 KiB."),
+                        "422": _problem(
+                            "Invalid parameters (`errors[].pointer` names each field), or "
+                            "an Idempotency-Key reused with other parameters."
+                        ),
+                    },
+                },
+            },
+            "/v1/runs": {
+                "get": {
+                    "summary": "Runs of every job, newest first",
+                    "security": secured,
+                    "parameters": _PAGING,
+                    "responses": {"200": _RUNS, "401": _UNAUTHORIZED, "422": _BAD_QUERY},
+                }
+            },
+            "/v1/runs/{id}": {
+                "get": {
+                    "summary": "One run: status, times, totals, error",
+                    "security": secured,
+                    "parameters": [_RUN_ID],
+                    "responses": {
+                        "200": _json("The run.", _RUN),
+                        "401": _UNAUTHORIZED,
+                        "404": _problem("No run with that id."),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Postgres and RabbitMQ reachable",
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": _problem("Postgres or RabbitMQ unreachable"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text format"}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "CRMSYNC_ADMIN_TOKEN"}
+            },
+            "schemas": {
+                **params,
+                "Run": _RUN_SCHEMA,
+                "Job": _job_schema(),
+                "Problem": {
+                    "type": "object",
+                    "description": "RFC 9457 problem details",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "pointer": {"type": "string"},
+                                    "parameter": {"type": "string"},
+                                    "detail": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                    "required": ["type", "title", "status"],
+                },
+            },
+        },
+    }

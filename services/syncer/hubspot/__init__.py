@@ -1,0 +1,1 @@
+"""HubSpot: real-time contact pushes (W3) and the batch sync (W4)."""

@@ -1,0 +1,124 @@
+"""Credit write-through to HubSpot: Postgres first, HubSpot shortly after, coalesced."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import eventually, intake_settings
+
+KEY = "test-booking-api-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture
+async def app_intake(make_intake, namespace) -> str:
+    return await make_intake(intake_settings(namespace, api_keys={"booking-api": KEY}))
+
+
+def notification(version: int, *, student: str = "st-17", **credits: int) -> dict[str, Any]:
+    return {
+        "idempotencyKey": f"{student}-v{version}",
+        "reason": "booking_created",
+        "occurredAt": "2026-11-21T10:00:00Z",
+        "contact": {"studentId": student, "email": f"{student}@example.test"},
+        "credits": credits or {"sj_credits": 3},
+        "version": version,
+    }
+
+
+async def post(http, url: str, body: Any) -> int:
+    async with http.post(f"{url}/v1/events/credits", json=body, headers=AUTH) as resp:
+        return resp.status
+
+
+async def hubspot_contacts(http, sandbox: str) -> dict[str, dict[str, str]]:
+    """HubSpot's contacts in the sandbox, by email."""
+    async with http.get(f"{sandbox}/_sandbox/hubspot/objects/contacts") as resp:
+        records = (await resp.json())["results"]
+    return {r["properties"].get("email", ""): r["properties"] for r in records}
+
+
+async def hubspot_calls(http, sandbox: str, path_part: str) -> int:
+    async with http.get(f"{sandbox}/_sandbox/requests", params={"provider": "hubspot"}) as resp:
+        requests = (await resp.json())["requests"]
+    return sum(1 for r in requests if path_part in r["path"] and r["status"] and r["status"] < 300)
+
+
+async def balance(db, field: str = "sj_credits") -> int | None:
+    return await db.fetchval("SELECT balance FROM contact_credits WHERE credit_type = $1", field)
+
+
+async def test_postgres_has_the_balance_before_hubspot_then_hubspot_follows(
+    http, app_intake, syncer, sandbox, db
+) -> None:
+    # HubSpot answers slowly: the balance must not wait for it.
+    async with http.post(
+        f"{sandbox}/_sandbox/faults", json={"provider": "hubspot", "latency_ms": 700}
+    ):
+        pass
+    assert await post(http, app_intake, notification(2, sj_credits=3)) == 202
+    assert await eventually(lambda: balance(db)) == 3
+    assert "st-17@example.test" not in await hubspot_contacts(http, sandbox)
+
+    contacts = await eventually(lambda: hubspot_contacts(http, sandbox), timeout_s=10)
+    assert contacts["st-17@example.test"]["sj_credits"] == "3"
+    row = await eventually(
+        lambda: db.fetchrow("SELECT * FROM contacts WHERE hubspot_synced_version = change_version")
+    )
+    assert row["hubspot_id"] and row["hubspot_error"] is None
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE synced_at IS NULL") == 0
+
+    # The same notification again, and an older one: nothing changes anywhere.
+    assert await post(http, app_intake, notification(2, sj_credits=3)) == 202
+    older = notification(1, sj_credits=9)
+    older["idempotencyKey"] = "older"
+    assert await post(http, app_intake, older) == 202
+    # The repeat is dropped by its idempotency key; the older one is processed, ignored.
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) = 2 FROM processed_messages WHERE consumer = 'syncer.credits'"
+        )
+    )
+    await asyncio.sleep(0.5)
+    assert await balance(db) == 3
+    assert (await hubspot_contacts(http, sandbox))["st-17@example.test"]["sj_credits"] == "3"
+    assert await db.fetchval("SELECT count(*) FROM audit_log") == 1
+
+
+async def test_hubspot_down_does_not_delay_postgres_and_catches_up(
+    http, app_intake, syncer, sandbox, db
+) -> None:
+    async with http.post(
+        f"{sandbox}/_sandbox/faults", json={"provider": "hubspot", "status": 503}
+    ) as resp:
+        fault = (await resp.json())["id"]
+    assert await post(http, app_intake, notification(1, sj_credits=5)) == 202
+    assert await eventually(lambda: balance(db)) == 5
+    await asyncio.sleep(1.0)  # HubSpot stays down a while; the push keeps failing
+    assert await db.fetchval("SELECT hubspot_synced_version FROM contacts") == 0
+    async with http.delete(f"{sandbox}/_sandbox/faults/{fault}"):
+        pass
+    contacts = await eventually(lambda: hubspot_contacts(http, sandbox), timeout_s=20)
+    assert contacts["st-17@example.test"]["sj_credits"] == "5"
+
+
+async def test_250_concurrent_notifications_reach_hubspot_in_a_handful_of_calls(
+    http, app_intake, syncer, sandbox, db
+) -> None:
+    bodies = [notification(1, student=f"st-{i}", cs_credits=i) for i in range(250)]
+    statuses = await asyncio.gather(*(post(http, app_intake, b) for b in bodies))
+    assert set(statuses) == {202}
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) = 250 FROM contacts WHERE hubspot_synced_version = change_version"
+        ),
+        timeout_s=20,
+    )
+    contacts = await hubspot_contacts(http, sandbox)
+    assert len(contacts) == 250
+    assert contacts["st-249@example.test"]["cs_credits"] == "249"
+    calls = await hubspot_calls(http, sandbox, "/crm/v3/objects/contacts/batch/")
+    assert calls <= 6, calls
