@@ -96,12 +96,20 @@ async def db(database: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def namespace(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A unique exchange/queue name prefix; everything under it is deleted afterwards."""
-    ns = f"t{uuid.uuid4().hex[:10]}."
+    ns = f"t{_run_id()}{uuid.uuid4().hex[:6]}."
     yield ns
     await delete_namespace(ns, request.node.nodeid)
 
 
-_TEST_NAME = re.compile(r"^t[0-9a-f]{10}\.")
+def pytest_configure(config: pytest.Config) -> None:
+    # One id per test run, inherited by xdist workers (they start after this), so the
+    # end-of-run sweep deletes this run's leftovers and never another run's queues.
+    os.environ.setdefault("CRMSYNC_TEST_RUN", uuid.uuid4().hex[:4])
+
+
+def _run_id() -> str:
+    return os.environ.get("CRMSYNC_TEST_RUN") or "0000"
+
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -120,7 +128,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         ).stdout.split()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return
-    leftovers = [name for name in listed if _TEST_NAME.match(name)]
+    this_run = re.compile(rf"^t{_run_id()}[0-9a-f]{{6}}\.")
+    leftovers = [name for name in listed if this_run.match(name)]
     if leftovers:
         asyncio.run(_delete_queues(leftovers))
 

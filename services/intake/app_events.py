@@ -24,7 +24,12 @@ from shared.messages.credits import (
 from shared.problems import Problem
 
 
-def _caller(request: web.Request) -> str:
+def require_api_key(request: web.Request) -> str:
+    """The calling backend's key name.
+
+    Raises:
+        Problem: 401 with ``WWW-Authenticate: Bearer`` when the key is missing or unknown.
+    """
     name = api_key_name(request.headers.get("Authorization"), request.app[settings_key].api_keys)
     if name is None:
         raise Problem(
@@ -36,7 +41,8 @@ def _caller(request: web.Request) -> str:
     return name
 
 
-def _accepted(event: CloudEvent) -> web.Response:
+def accepted(event: CloudEvent) -> web.Response:
+    """202 ``{"status": "accepted", "id": <event id>}``."""
     return web.json_response({"status": "accepted", "id": event.id}, status=202)
 
 
@@ -47,7 +53,7 @@ async def credits_event(request: web.Request) -> web.Response:
     fields (unknown credit type, negative balance, no contact key), by JSON Pointer;
     503 broker unavailable.
     """
-    caller = _caller(request)
+    caller = require_api_key(request)
     body = await request.read()
     notification = parse_body(CreditsNotification, body)
     event = CloudEvent.create(
@@ -59,12 +65,12 @@ async def credits_event(request: web.Request) -> web.Response:
         data=body,
     )
     await publish_or_503(request, event)
-    return _accepted(event)
+    return accepted(event)
 
 
 async def bookings_event(request: web.Request) -> web.Response:
     """A booking created, cancelled or attendance marked. Errors as for credits."""
-    caller = _caller(request)
+    caller = require_api_key(request)
     body = await request.read()
     booking = parse_body(BookingEvent, body)
     event = CloudEvent.create(
@@ -76,4 +82,4 @@ async def bookings_event(request: web.Request) -> web.Response:
         data=body,
     )
     await publish_or_503(request, event)
-    return _accepted(event)
+    return accepted(event)

@@ -14,7 +14,7 @@ import uuid
 
 from aiohttp import web
 
-from services.intake.app_events import _accepted, _caller
+from services.intake.app_events import accepted, require_api_key
 from services.intake.keys import replies_key, settings_key
 from services.intake.publish import publish_or_503
 from services.intake.webhooks.body import parse_body
@@ -33,7 +33,7 @@ from shared.problems import Problem
 
 async def login_event(request: web.Request) -> web.Response:
     """A profile logged in. Errors: 401, 400, 413, 422 (by JSON Pointer), 503."""
-    caller = _caller(request)
+    caller = require_api_key(request)
     body = await request.read()
     login = parse_body(LoginEvent, body)
     key = login.idempotency_key or f"login:{login.profile_id}:{login.occurred_at.isoformat()}"
@@ -46,7 +46,7 @@ async def login_event(request: web.Request) -> web.Response:
         data=body,
     )
     await publish_or_503(request, event)
-    return _accepted(event)
+    return accepted(event)
 
 
 def _status_url(profile_id: str, request_id: str) -> str:
@@ -55,7 +55,7 @@ def _status_url(profile_id: str, request_id: str) -> str:
 
 async def refresh_packages(request: web.Request) -> web.Response:
     """Sync one profile's packages now and answer with them, or 202 to follow."""
-    caller = _caller(request)
+    caller = require_api_key(request)
     profile_id = request.match_info["profileId"]
     request_id = str(uuid.uuid4())
     event = CloudEvent.create(
@@ -84,7 +84,7 @@ async def refresh_packages(request: web.Request) -> web.Response:
 async def refresh_status(request: web.Request) -> web.Response:
     """The status of a refresh request: ``running``, ``succeeded`` (with the packages),
     ``failed`` (with the error). 404 for an unknown request; 503 if no syncer answers."""
-    caller = _caller(request)
+    caller = require_api_key(request)
     query = RefreshStatusQuery(
         profile_id=request.match_info["profileId"], request_id=request.match_info["requestId"]
     )

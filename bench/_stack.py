@@ -1,0 +1,326 @@
+"""A crmsync stack for the benchmarks: its own databases, namespace and processes.
+
+:class:`Stack` starts ``crmsync sandbox``, ``crmsync intake`` and ``crmsync syncer`` as
+real processes (each in its own session, in a temporary working directory so that no
+``.env`` is read, logging WARNING and up to a file), creates databases named
+``bench_<hex>...`` (migrated), and gives every process the RabbitMQ namespace
+``bench<hex>.``. :meth:`Stack.close` undoes all of it, on errors and Ctrl-C too:
+it stops the processes, deletes every queue and exchange of the namespace (the names
+crmsync declares, then whatever ``rabbitmqctl`` still lists under the prefix), and
+drops the databases.
+
+Used by ``bench/credits.py``, ``bench/hubspot_sync.py`` and ``bench/packages.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+from _common import free_port, stop_process, wait_http_ok
+
+PG_ADMIN = os.environ.get("CRMSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("CRMSYNC_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+CRMSYNC = str(Path(sys.executable).parent / "crmsync")
+
+
+def dsn_of(name: str) -> str:
+    """The DSN of database ``name`` on the bench's server."""
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+@dataclass
+class Service:
+    """One running ``crmsync <role>`` process."""
+
+    role: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _settings_kwargs(env: Mapping[str, str]) -> dict[str, str]:
+    """``{"CRMSYNC_RETRY_UNIT_S": "1"}`` → ``{"retry_unit_s": "1"}`` (pydantic coerces)."""
+    return {k.removeprefix("CRMSYNC_").lower(): v for k, v in env.items() if k.startswith("CRMSYNC_")}
+
+
+@dataclass
+class Stack:
+    """Databases, a RabbitMQ namespace and crmsync processes of one bench run."""
+
+    name: str
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
+    services: list[Service] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)
+    tmp: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+
+    @property
+    def namespace(self) -> str:
+        return f"bench{self.tag}."
+
+    # ------------------------------------------------------------ databases
+
+    async def create_database(self, suffix: str = "", *, migrated: bool = True) -> str:
+        """A new database ``bench_<tag><suffix>`` (migrated unless told not to); its DSN.
+
+        It is dropped by :meth:`close`.
+        """
+        from shared.migrate import ensure_database, migrate
+
+        name = f"bench_{self.tag}{suffix}"
+        self.databases.append(name)
+        dsn = dsn_of(name)
+        if migrated:
+            await migrate(dsn)
+        else:
+            await ensure_database(dsn)
+        return dsn
+
+    # ------------------------------------------------------------ processes
+
+    def start(self, role: str, env: Mapping[str, str], *, ready_path: str) -> Service:
+        """``crmsync <role> --port <free port>`` with ``env`` (plus the namespace), ready."""
+        port = free_port()
+        full_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")},
+            "CRMSYNC_AMQP_URL": AMQP_URL,
+            "CRMSYNC_AMQP_NAMESPACE": self.namespace,
+            "CRMSYNC_LOG_LEVEL": "WARNING",
+            "CRMSYNC_LOG_FORMAT": "json",
+            **env,
+        }
+        log_path = self.tmp / f"{role}-{port}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [CRMSYNC, role, "--host", "127.0.0.1", "--port", str(port)],
+                cwd=self.tmp,  # no .env here
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the bench only; it stops us
+            )
+        service = Service(role, proc, port, log_path, full_env)
+        self.services.append(service)
+        try:
+            wait_http_ok(f"{service.url}{ready_path}", 60, alive=service.alive)
+        except RuntimeError:
+            sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
+            raise
+        return service
+
+    def sandbox(self) -> Service:
+        return self.start("sandbox", {}, ready_path="/_sandbox/health")
+
+    def intake(self, api_keys: Mapping[str, str]) -> Service:
+        return self.start(
+            "intake", {"CRMSYNC_API_KEYS": json.dumps(dict(api_keys))}, ready_path="/readyz"
+        )
+
+    def syncer(self, database: str, sandbox: Service, **env: str) -> Service:
+        """A syncer on ``database`` whose providers are ``sandbox``; ``env`` overrides."""
+        return self.start(
+            "syncer",
+            {
+                "CRMSYNC_DATABASE_URL": database,
+                "CRMSYNC_SHOPIFY_BASE_URL": f"{sandbox.url}/shopify",
+                "CRMSYNC_COMMERCE7_BASE_URL": f"{sandbox.url}/commerce7/v1",
+                "CRMSYNC_HUBSPOT_BASE_URL": f"{sandbox.url}/hubspot",
+                "CRMSYNC_OUTBOX_POLL_S": "0.2",
+                "CRMSYNC_SHUTDOWN_GRACE_S": "5",
+                **env,
+            },
+            ready_path="/readyz",
+        )
+
+    def stop(self, service: Service) -> None:
+        stop_process(service.proc, timeout_s=15)
+
+    # ------------------------------------------------------------ the end
+
+    def close(self) -> None:
+        """Stop every process, delete the namespace, drop the databases, remove files."""
+        try:
+            for service in reversed(self.services):
+                stop_process(service.proc, timeout_s=15)
+            self._report_logs()
+            asyncio.run(self._delete_namespace())
+            self._sweep_namespace()
+            asyncio.run(self._drop_databases())
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _report_logs(self) -> None:
+        """Say how many WARNING-and-up lines each process logged, and show the last few."""
+        for service in self.services:
+            try:
+                lines = service.log_path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            if lines:
+                events = [_event_of(line) for line in lines]
+                counts: dict[str, int] = {}
+                for event in events:
+                    counts[event] = counts.get(event, 0) + 1
+                summary = ", ".join(f"{e} ×{n}" for e, n in sorted(counts.items()))
+                print(
+                    f"{service.role} (:{service.port}) logged {len(lines)} line(s) at WARNING "
+                    f"and up: {summary}",
+                    file=sys.stderr,
+                )
+                for line in lines[-3:]:
+                    print(f"  {line[:400]}", file=sys.stderr)
+
+    def _queue_names(self) -> tuple[set[str], set[str]]:
+        """(queues, exchanges) crmsync may have declared under the namespace."""
+        from services.syncer.main import consumer_plan
+        from shared import queues
+        from shared.jobs import JOB_QUEUES
+        from shared.settings import SyncerSettings
+        from shared.topology import Topology
+
+        topology = Topology(self.namespace)
+        names: set[str] = set()
+        exchanges = {topology.events_exchange, topology.dead_exchange}
+        for spec in (*queues.ALL, *JOB_QUEUES.values()):
+            names |= {topology.queue(spec), topology.dead_queue(spec)}
+        for service in self.services:
+            if service.role != "syncer":
+                continue
+            settings = SyncerSettings(_env_file=None, **_settings_kwargs(service.env))
+            for spec, _, _ in consumer_plan(settings):
+                names |= {topology.queue(spec), topology.dead_queue(spec)}
+                retries = {topology.retry_queue(d) for d in spec.retry_delays_s}
+                names |= retries
+                exchanges |= retries
+        return names, exchanges
+
+    async def _delete_namespace(self) -> None:
+        queues, exchanges = self._queue_names()
+        connection = await aio_pika.connect(
+            AMQP_URL, client_properties={"connection_name": f"bench-{self.name}-cleanup"}
+        )
+        try:
+            channel = await connection.channel()
+            for name in sorted(queues):
+                await channel.queue_delete(name)
+            for name in sorted(exchanges):
+                await channel.exchange_delete(name)
+        finally:
+            await connection.close()
+
+    def _sweep_namespace(self) -> None:
+        """Delete whatever ``rabbitmqctl`` still lists under the namespace (needs root)."""
+        if shutil.which("rabbitmqctl") is None:
+            return
+        left: dict[str, list[str]] = {}
+        for kind in ("queues", "exchanges"):
+            try:
+                out = subprocess.run(
+                    ["rabbitmqctl", f"list_{kind}", "name", "-q", "--no-table-headers"],
+                    capture_output=True, text=True, timeout=60, check=True,
+                ).stdout  # fmt: skip
+            except (OSError, subprocess.SubprocessError):
+                return
+            left[kind] = [n for n in out.split() if n.startswith(self.namespace)]
+        if not any(left.values()):
+            return
+        print(f"deleting leftovers under {self.namespace}: {left}", file=sys.stderr)
+
+        async def delete() -> None:
+            connection = await aio_pika.connect(AMQP_URL)
+            try:
+                channel = await connection.channel()
+                for name in left["queues"]:
+                    await channel.queue_delete(name)
+                for name in left["exchanges"]:
+                    await channel.exchange_delete(name)
+            finally:
+                await connection.close()
+
+        asyncio.run(delete())
+
+    async def _drop_databases(self) -> None:
+        if not self.databases:
+            return
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            for name in self.databases:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _event_of(line: str) -> str:
+    try:
+        record: Any = json.loads(line)
+    except ValueError:
+        return "(not JSON)"
+    return str(record.get("event", "?")) if isinstance(record, dict) else "?"
+
+
+async def sandbox_json(url: str, method: str = "GET", body: Any = None) -> Any:
+    """One call to the sandbox's control API; its JSON answer."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, json=body) as resp,
+    ):
+        resp.raise_for_status()
+        return await resp.json()
+
+
+async def queue_depths(namespace: str, names: list[str]) -> dict[str, int]:
+    """Messages ready in each of the namespace's queues ``names`` (passive declare)."""
+    depths: dict[str, int] = {}
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        for name in names:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(namespace + name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                continue
+            depths[name] = queue.declaration_result.message_count or 0
+            await channel.close()
+    finally:
+        await connection.close()
+    return depths
+
+
+def wait_for(probe: Any, timeout_s: float, interval_s: float = 0.2) -> Any:
+    """Call ``probe()`` until it returns something truthy; its last value after timeout."""
+    deadline = time.monotonic() + timeout_s
+    value = probe()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        value = probe()
+    return value
