@@ -66,7 +66,9 @@ class Service:
 
 def _settings_kwargs(env: Mapping[str, str]) -> dict[str, str]:
     """``{"CRMSYNC_RETRY_UNIT_S": "1"}`` → ``{"retry_unit_s": "1"}`` (pydantic coerces)."""
-    return {k.removeprefix("CRMSYNC_").lower(): v for k, v in env.items() if k.startswith("CRMSYNC_")}
+    return {
+        k.removeprefix("CRMSYNC_").lower(): v for k, v in env.items() if k.startswith("CRMSYNC_")
+    }
 
 
 @dataclass
@@ -80,6 +82,9 @@ class Stack:
     tmp: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        from shared.logging import configure_logging
+
+        configure_logging("WARNING", "console", service="bench")  # migrate's lines are noise
         self.tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
 
     @property
@@ -140,9 +145,13 @@ class Stack:
         return self.start("sandbox", {}, ready_path="/_sandbox/health")
 
     def intake(self, api_keys: Mapping[str, str]) -> Service:
-        return self.start(
-            "intake", {"CRMSYNC_API_KEYS": json.dumps(dict(api_keys))}, ready_path="/readyz"
-        )
+        env = {
+            "CRMSYNC_API_KEYS": json.dumps(dict(api_keys)),
+            # Not used by the benches; set so that intake does not warn about them.
+            "CRMSYNC_SHOPIFY_WEBHOOK_SECRET": secrets.token_urlsafe(16),
+            "CRMSYNC_COMMERCE7_TENANTS": "bench",
+        }
+        return self.start("intake", env, ready_path="/readyz")
 
     def syncer(self, database: str, sandbox: Service, **env: str) -> Service:
         """A syncer on ``database`` whose providers are ``sandbox``; ``env`` overrides."""
@@ -168,12 +177,17 @@ class Stack:
     def close(self) -> None:
         """Stop every process, delete the namespace, drop the databases, remove files."""
         try:
+            t = time.monotonic()
             for service in reversed(self.services):
                 stop_process(service.proc, timeout_s=15)
+            print("DEBUG stopped", time.monotonic() - t)
             self._report_logs()
             asyncio.run(self._delete_namespace())
+            print("DEBUG deleted", time.monotonic() - t)
             self._sweep_namespace()
+            print("DEBUG swept", time.monotonic() - t)
             asyncio.run(self._drop_databases())
+            print("DEBUG dropped", time.monotonic() - t)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -189,7 +203,7 @@ class Stack:
                 counts: dict[str, int] = {}
                 for event in events:
                     counts[event] = counts.get(event, 0) + 1
-                summary = ", ".join(f"{e} ×{n}" for e, n in sorted(counts.items()))
+                summary = ", ".join(f"{e} x{n}" for e, n in sorted(counts.items()))
                 print(
                     f"{service.role} (:{service.port}) logged {len(lines)} line(s) at WARNING "
                     f"and up: {summary}",

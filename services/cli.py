@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from services.sandbox.crm_cli import seed_crm
 from services.scheduler.cli import jobs, runs, scheduler, trigger
 from shared.logging import configure_logging
 from shared.settings import (
@@ -157,7 +158,7 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
         return resp.status, await resp.text()
 
 
-for _command in (scheduler, jobs, trigger, runs):
+for _command in (scheduler, jobs, trigger, runs, seed_crm):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ async def run_dev(*, with_sandbox: bool = True, syncers: int = 1) -> int:
     await _pump("migrate", "37", migrate.stdout)
     if await migrate.wait() != 0:
         return 1
+    if with_sandbox:  # the sample CRM database W1 reads, unless it is there already
+        seed = await _spawn("seed-crm", "seed-crm", "--if-missing")
+        assert seed.stdout is not None
+        await _pump("seed-crm", "37", seed.stdout)
+        await seed.wait()
     names: list[tuple[str, list[str]]] = []
     if with_sandbox:
         names.append(("sandbox", ["sandbox"]))

@@ -218,10 +218,8 @@ class SchedulerSettings(CommonSettings):
     # Defaults for every periodic workload of the design; a job whose syncer handler
     # does not exist yet is disabled (it is listed, it emits nothing).
     job_enrollments_expire: JobSettings = JobSettings(cron="0 2 * * *", grace_s=43_200)
-    job_packages_bulk_sync: JobSettings = JobSettings(
-        cron="0 2 * * *", grace_s=21_600, enabled=False
-    )
-    job_hubspot_batch_sync: JobSettings = JobSettings(cron="0 */2 * * *", enabled=False)
+    job_packages_bulk_sync: JobSettings = JobSettings(cron="0 2 * * *", grace_s=21_600)
+    job_hubspot_batch_sync: JobSettings = JobSettings(cron="0 */2 * * *")
     job_repcard_sync: JobSettings = JobSettings(cron="0 3 * * *", grace_s=21_600, enabled=False)
 
     @field_validator(*_JOB_FIELDS, mode="before")

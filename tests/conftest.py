@@ -111,7 +111,6 @@ def _run_id() -> str:
     return os.environ.get("CRMSYNC_TEST_RUN") or "0000"
 
 
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Sweep what crashed or killed tests left behind (the controller only, at the end).
 

@@ -20,7 +20,12 @@ from shared.settings import SandboxSettings
     help="Client rows to create (a few are archived and hidden by the view).",
 )
 @click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same data.")
-def seed_crm(customers: int, seed: int) -> None:
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing when the CRM views exist already (`crmsync dev`, compose restarts).",
+)
+def seed_crm(customers: int, seed: int, if_missing: bool) -> None:
     """Create the CRM database at CRMSYNC_CRM_DATABASE_URL if needed, and (re)fill it with
     sample customers and packages behind the crm_customers / crm_packages views.
 
@@ -31,6 +36,9 @@ def seed_crm(customers: int, seed: int) -> None:
 
     settings = SandboxSettings()
     configure_logging(settings.log_level, settings.log_format, service="seed-crm")
+    if if_missing and asyncio.run(_views_exist(settings.crm_database_url)):
+        click.echo("CRM views exist already; not re-seeding")
+        return
     try:
         summary = asyncio.run(
             seed_crm_database(settings.crm_database_url, customers=customers, seed=seed)
@@ -39,3 +47,16 @@ def seed_crm(customers: int, seed: int) -> None:
         raise click.ClickException(str(exc)) from exc
     for name, value in asdict(summary).items():
         click.echo(f"{name}: {value}")
+
+
+async def _views_exist(dsn: str) -> bool:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        return False
+    try:
+        return bool(await conn.fetchval("SELECT to_regclass('public.crm_packages') IS NOT NULL"))
+    finally:
+        await conn.close()

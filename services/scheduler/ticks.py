@@ -26,7 +26,7 @@ from services.scheduler.jobs import Job
 from services.scheduler.metrics import NEXT_TICK_SECONDS, TICKS
 from shared.events import CloudEvent
 from shared.jobs import JobEvent, job_event_type, run_event_id
-from shared.outbox import enqueue
+from shared.outbox import enqueue_many
 
 log = structlog.get_logger(__name__)
 
@@ -202,10 +202,14 @@ class TickEmitter:
             if planned:
                 async with conn.transaction():
                     inserted = await claim(conn, planned, now, self._params)
-                    for row in inserted:
-                        if row["status"] == "scheduled":
-                            event = run_event(row, trigger="schedule", source=self.source, now=now)
-                            await enqueue(conn, event)
+                    await enqueue_many(
+                        conn,
+                        [
+                            run_event(row, trigger="schedule", source=self.source, now=now)
+                            for row in inserted
+                            if row["status"] == "scheduled"
+                        ],
+                    )
                 # Counted once committed: a rolled-back round emitted nothing.
                 report.emitted = [
                     (r["job"], r["tick"], r["id"]) for r in inserted if r["status"] == "scheduled"

@@ -16,12 +16,13 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 async def admin(make_scheduler_app, database, namespace) -> str:
-    """An admin API (not ticking) with the package sync and RepCard jobs enabled."""
+    """An admin API (not ticking): package sync and RepCard on, HubSpot sync off."""
     settings = scheduler_settings(
         database,
         namespace,
         job_packages_bulk_sync={"enabled": True},
         job_repcard_sync={"enabled": True},
+        job_hubspot_batch_sync={"enabled": False},
     )
     url, _ = await make_scheduler_app(settings, run_loop=False)
     return url

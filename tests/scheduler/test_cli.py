@@ -15,7 +15,7 @@ from tests.conftest import ADMIN_TOKEN, scheduler_settings
 @pytest.fixture
 async def crmsync(make_scheduler_app, database, namespace):
     """``await crmsync("jobs")`` → (exit code, stdout, stderr) of the real command."""
-    settings = scheduler_settings(database, namespace, job_packages_bulk_sync={"enabled": True})
+    settings = scheduler_settings(database, namespace, job_hubspot_batch_sync={"enabled": False})
     url, _ = await make_scheduler_app(settings, run_loop=False)
     workdir = tempfile.mkdtemp()  # no developer .env is read from here
 

@@ -60,8 +60,8 @@ def test_the_cron_table_has_every_periodic_workload_with_its_default() -> None:
     jobs = {j.name: j for j in job_table(SchedulerSettings(_env_file=None))}
     assert {n: (j.cron, j.timezone.key, j.enabled) for n, j in jobs.items()} == {
         "enrollments.expire": ("0 2 * * *", "UTC", True),
-        "packages.bulk_sync": ("0 2 * * *", "UTC", False),
-        "hubspot.batch_sync": ("0 */2 * * *", "UTC", False),
+        "packages.bulk_sync": ("0 2 * * *", "UTC", True),
+        "hubspot.batch_sync": ("0 */2 * * *", "UTC", True),
         "repcard.sync": ("0 3 * * *", "UTC", False),
     }
     assert jobs["enrollments.expire"].queue == job_queue("enrollments.expire")
@@ -78,7 +78,7 @@ def test_one_variable_changes_one_field_of_one_job(monkeypatch) -> None:
     assert settings.job_repcard_sync.timezone == "Europe/Berlin"
     assert settings.job_repcard_sync.cron == "0 3 * * *"  # the default stays
     assert settings.job_hubspot_batch_sync.cron == "15 */4 * * *"
-    assert settings.job_hubspot_batch_sync.enabled is False
+    assert settings.job_hubspot_batch_sync.enabled is True
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,13 @@ async def test_expired_enrolments_end_and_are_cancelled_at_the_providers_once(
     # The daily 02:00 tick, on a clock we move.
     today_3am = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
     clock = ManualClock(today_3am)
-    url, _ = await make_scheduler_app(scheduler_settings(database, namespace), clock=clock)
+    only_expiry = scheduler_settings(
+        database,
+        namespace,
+        job_packages_bulk_sync={"enabled": False},
+        job_hubspot_batch_sync={"enabled": False},
+    )
+    url, _ = await make_scheduler_app(only_expiry, clock=clock)
     clock.set(today_3am + timedelta(hours=23, seconds=1))
     run = await finished_run(db, await eventually(lambda: db.fetchval("SELECT id FROM job_runs")))
     assert (run["trigger"], run["status"], run["attempts"]) == ("schedule", "succeeded", 1)

@@ -32,7 +32,7 @@ from shared.errors import TransientError
 from shared.events import CloudEvent
 from shared.jobs import JobEvent, PackagesBulkSyncParams
 from shared.messages.profiles import PACKAGES_CHUNK, PackagesChunk
-from shared.outbox import enqueue
+from shared.outbox import enqueue_many
 from shared.queues import PACKAGES_CHUNKS
 from shared.runs import add_totals, finish_run, start_run
 
@@ -78,18 +78,18 @@ async def handle_packages_bulk_sync(
         await conn.execute(
             "UPDATE job_runs SET totals = totals || $2::jsonb WHERE id = $1", job.run_id, totals
         )
-        for number, profile_ids in enumerate(chunks, start=1):
-            chunk = PackagesChunk(
-                run_id=job.run_id, chunk=number, chunks=len(chunks), profile_ids=profile_ids
-            )
-            await enqueue(
-                conn,
-                CloudEvent.create(
-                    id=f"packages-chunk-{job.run_id}-{number}", type=PACKAGES_CHUNK,
-                    source=deps.settings.source, subject=str(job.run_id),
-                    correlationid=event.correlationid, data=chunk,
+        events = [
+            CloudEvent.create(
+                id=f"packages-chunk-{job.run_id}-{number}", type=PACKAGES_CHUNK,
+                source=deps.settings.source, subject=str(job.run_id),
+                correlationid=event.correlationid,
+                data=PackagesChunk(
+                    run_id=job.run_id, chunk=number, chunks=len(chunks), profile_ids=profile_ids
                 ),
-            )  # fmt: skip
+            )
+            for number, profile_ids in enumerate(chunks, start=1)
+        ]  # fmt: skip
+        await enqueue_many(conn, events)
     log.info("packages_bulk.split", run_id=job.run_id, profiles=len(profiles), chunks=len(chunks))
 
 

@@ -1,0 +1,469 @@
+"""Credit notifications at a steady rate through intake: request → Postgres commit.
+
+What runs: ``crmsync sandbox``, ``crmsync intake`` and one ``crmsync syncer`` as real
+processes (see ``bench/_stack.py``) on a database and RabbitMQ namespace of the run's
+own, the syncer's HubSpot pointed at the sandbox (no rate limit set).
+
+The load: a separate process sends ``POST /v1/events/credits`` open loop at ``--rate``
+per second (wrk2-style: each request leaves at its scheduled time whatever the earlier
+ones are doing, so a stall counts against crmsync instead of lowering the rate).
+Notification ``n`` is for student ``n mod --students`` (``st-<i>``, with an email),
+sets ``sj_credits`` and ``cs_credits``, and carries ``version = n + 1``: versions grow
+per student and each identifies its notification. The first ``--warmup`` seconds
+(by default one pass over the students, which creates them in Postgres and HubSpot)
+are not counted in the latencies; the ``--duration`` seconds after them are.
+
+The commit time: the bench installs a trigger on ``contact_credits`` in its own
+database that runs ``pg_notify('bench_credits', version)`` for each row written.
+Postgres delivers a notification only when the writing transaction commits, so the
+moment this process receives it (``LISTEN``, one connection, otherwise idle event
+loop) is the commit, plus the notification's trip to us (well under a millisecond
+on loopback). The two rows of one notification carry the same payload, and Postgres
+folds identical payloads of one transaction into one notification. Latency is from
+the request's *scheduled* send time to that moment.
+
+Printed (and written to ``bench/results/credits.json``): request → commit p50, p90,
+p99, max; the achieved rate and errors; intake's 202 latency p50 and p99; the CPU each
+process used; then, once every HubSpot push has drained, HubSpot batch calls per
+notification, and checks that Postgres has each student's newest balance and HubSpot
+has exactly the students posted, with the same balances.
+
+    .venv/bin/python bench/credits.py [--rate 500] [--duration 20] [--warmup 4] [--students 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import secrets
+import signal
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from _common import RESULTS, CpuMeter, idle_percent, percentile, pid_of
+from _stack import Stack, queue_depths, sandbox_json
+
+SPAWN = multiprocessing.get_context("spawn")
+CHANNEL = "bench_credits"
+KEY_NAME = "bench"
+AIM_P99_MS = 50.0
+AIM_RATE = 500.0
+
+# Installed on the bench's own database only (never in migrations): one NOTIFY per
+# contact_credits row written, delivered by Postgres when the transaction commits.
+TRIGGER_SQL = f"""
+CREATE FUNCTION bench_notify_credit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', NEW.version::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bench_notify_credit AFTER INSERT OR UPDATE ON contact_credits
+    FOR EACH ROW EXECUTE FUNCTION bench_notify_credit();
+"""
+
+
+def notification(n: int, students: int) -> dict[str, Any]:
+    """The ``n``-th notification (0-based): student ``n mod students``, version ``n + 1``."""
+    s = n % students
+    return {
+        "idempotencyKey": f"bench-{n}",
+        "reason": "booking_created",
+        "occurredAt": "2026-11-21T10:00:00Z",
+        "contact": {"studentId": f"st-{s}", "email": f"student{s}@bench.test"},
+        "credits": {"sj_credits": n % 7, "cs_credits": n % 5},
+        "version": n + 1,
+    }
+
+
+# -------------------------------------------------------------- load process
+
+
+async def _open_loop(
+    conn: Connection, url: str, token: str, *, rate: float, total: int, students: int
+) -> list[tuple[int, float, float, float, str]]:
+    """Send ``total`` notifications at ``rate``/s on a fixed schedule.
+
+    Sends ``("start", t0)`` through ``conn`` first (monotonic clock, shared by every
+    process on the machine). Returns ``(n, scheduled, lateness_s, http_s, outcome)``
+    per request, ``http_s`` from the scheduled time to the answer's last byte.
+    """
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    bodies = [json.dumps(notification(n, students)).encode() for n in range(total)]
+    connector = aiohttp.TCPConnector(limit=200)
+    timeout = aiohttp.ClientTimeout(total=10)
+    results: list[tuple[int, float, float, float, str]] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        loop = asyncio.get_running_loop()
+
+        async def one(n: int, scheduled: float, late: float) -> None:
+            try:
+                async with session.post(url, data=bodies[n], headers=headers) as resp:
+                    await resp.read()
+                    outcome = str(resp.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                outcome = type(exc).__name__
+            results.append((n, scheduled, late, loop.time() - scheduled, outcome))
+
+        start = loop.time() + 0.2
+        conn.send(("start", start))
+        tasks: set[asyncio.Task[None]] = set()
+        sent = 0
+        while sent < total:
+            now = loop.time()
+            due = start + sent / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            # The loop wakes a little late: send everything due by now.
+            while sent < total and start + sent / rate <= now:
+                scheduled = start + sent / rate
+                task = asyncio.create_task(one(sent, scheduled, now - scheduled))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+        await asyncio.gather(*tasks)
+    return results
+
+
+def _load_process(conn: Connection, url: str, token: str, kwargs: dict[str, Any]) -> None:
+    """Child process entry: run the open loop, send its per-request records back."""
+    os.setsid()  # Ctrl-C reaches only the bench, which stops us
+    conn.send(("done", asyncio.run(_open_loop(conn, url, token, **kwargs))))
+    conn.close()
+
+
+def _stop_child(proc: multiprocessing.process.BaseProcess) -> None:
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+# -------------------------------------------------------------------- the run
+
+
+def _ms(values: list[float], q: float) -> float:
+    return round(1000 * percentile(values, q), 2)
+
+
+async def _wait(probe: Any, timeout_s: float, interval_s: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval_s)
+
+
+async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    idle_before = round(idle_percent(), 1)
+    database = await stack.create_database()
+    db = await asyncpg.connect(database)
+    try:
+        await db.execute(TRIGGER_SQL)
+    finally:
+        await db.close()
+    token = secrets.token_urlsafe(24)
+    sandbox = stack.sandbox()
+    intake = stack.intake({KEY_NAME: token})
+    syncer = stack.syncer(database, sandbox)
+    print(
+        f"namespace {stack.namespace}  database {database.rsplit('/', 1)[1]}  "
+        f"intake :{intake.port}  syncer :{syncer.port}  sandbox :{sandbox.port}",
+        flush=True,
+    )
+
+    warmup_n = round(args.rate * args.warmup)
+    total = warmup_n + round(args.rate * args.duration)
+    commits: dict[int, float] = {}
+
+    def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+        commits.setdefault(int(payload) - 1, time.monotonic())  # version n + 1 → n
+
+    listener = await asyncpg.connect(database)
+    await listener.add_listener(CHANNEL, on_notify)
+    try:
+        receive, send = SPAWN.Pipe(duplex=False)
+        load_kwargs = {"rate": args.rate, "total": total, "students": args.students}
+        proc = SPAWN.Process(
+            target=_load_process,
+            args=(send, f"{intake.url}/v1/events/credits", token, load_kwargs),
+            daemon=True,
+        )
+        proc.start()
+        send.close()
+        assert proc.pid is not None
+        try:
+            print(
+                f"sending {total:,} notifications at {args.rate:g}/s: {args.warmup:g} s warm-up, "
+                f"then {args.duration:g} s measured ...",
+                flush=True,
+            )
+            kind, t0 = await asyncio.to_thread(receive.recv)
+            assert kind == "start"
+            pids = {
+                "intake": intake.pid,
+                "syncer": syncer.pid,
+                "sandbox": sandbox.pid,
+                "loadgen": proc.pid,
+            }
+            broker = pid_of("beam.smp")
+            if broker:
+                pids["rabbitmq"] = broker
+            await asyncio.sleep(max(0.0, t0 + args.warmup - time.monotonic()))
+            # Postgres backends listed now: the syncer's pool has grown during warm-up.
+            meter = CpuMeter({**pids, **{f"pg{p}": p for p in _postgres_pids()}})
+            meter.start()
+            await asyncio.sleep(max(0.0, t0 + args.warmup + args.duration - time.monotonic()))
+            meter.stop()
+            kind, records = await asyncio.to_thread(receive.recv)
+            assert kind == "done"
+        except EOFError as exc:
+            raise RuntimeError("the load generator died") from exc
+        finally:
+            _stop_child(proc)
+
+        accepted = {r[0] for r in records if r[4] == "202"}
+        # Every accepted notification's commit, or 30 s.
+        await _wait(lambda: _all_in(accepted, commits), 30)
+    finally:
+        await listener.close()
+
+    measured = [r for r in records if r[0] >= warmup_n]
+    warm = [r for r in records if r[0] < warmup_n]
+    outcomes = Counter(r[4] for r in measured)
+    to_commit = [commits[r[0]] - r[1] for r in measured if r[0] in commits]
+    warm_to_commit = [commits[r[0]] - r[1] for r in warm if r[0] in commits]
+    http = [r[3] for r in measured if r[4] == "202"]
+    after_202 = [commits[r[0]] - r[1] - r[3] for r in measured if r[0] in commits and r[4] == "202"]
+    missing = sorted(accepted - commits.keys())
+    cpu = {k: v for k, v in meter.percent.items() if not k.startswith("pg")}
+    cpu["postgres"] = round(sum(v for k, v in meter.percent.items() if k.startswith("pg")), 1)
+    cpu["other"] = round(max(0.0, meter.machine - sum(cpu.values())), 1)
+    cpu["irq"], cpu["steal"] = meter.irq, meter.steal
+
+    print("waiting for the HubSpot pushes to drain ...", flush=True)
+    hubspot = await _hubspot_figures(stack, database, sandbox.url, records, args.students)
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": {
+            "rate": args.rate,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "students": args.students,
+            "notifications": total,
+            "namespace": stack.namespace,
+            "syncers": 1,
+        },
+        "environment": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "idle_percent_before": idle_before,
+        },
+        "measured": {
+            "sent": len(measured),
+            "rate": round(sum(1 for r in measured if r[4] == "202") / args.duration, 1),
+            "outcomes": dict(outcomes),
+            "commit_p50_ms": _ms(to_commit, 50),
+            "commit_p90_ms": _ms(to_commit, 90),
+            "commit_p99_ms": _ms(to_commit, 99),
+            "commit_max_ms": round(1000 * max(to_commit, default=float("nan")), 2),
+            "http_202_p50_ms": _ms(http, 50),
+            "http_202_p99_ms": _ms(http, 99),
+            "after_202_p50_ms": _ms(after_202, 50),
+            "after_202_p99_ms": _ms(after_202, 99),
+            "send_lateness_p99_ms": _ms([r[2] for r in measured], 99),
+            "cpu_percent": cpu,
+        },
+        "warmup": {
+            "sent": len(warm),
+            "outcomes": dict(Counter(r[4] for r in warm)),
+            "commit_p50_ms": _ms(warm_to_commit, 50),
+            "commit_p99_ms": _ms(warm_to_commit, 99),
+        },
+        "accepted_without_commit": len(missing),
+        "accepted_without_commit_first": missing[:10],
+        "hubspot": hubspot,
+        "aim": {
+            "p99_under_ms": AIM_P99_MS,
+            "at_rate": AIM_RATE,
+            "met": bool(to_commit)
+            and args.rate >= AIM_RATE
+            and _ms(to_commit, 99) < AIM_P99_MS
+            and not missing
+            and set(outcomes) == {"202"},
+        },
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+
+
+async def _all_in(accepted: set[int], commits: dict[int, float]) -> bool:
+    return accepted <= commits.keys()
+
+
+def _postgres_pids() -> list[int]:
+    """Every ``postgres`` process now (the server and all backends, ours or not)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+async def _hubspot_figures(
+    stack: Stack,
+    database: str,
+    sandbox_url: str,
+    records: list[tuple[int, float, float, float, str]],
+    students: int,
+) -> dict[str, Any]:
+    """Once the pushes have drained: HubSpot calls per notification, and the checks."""
+    accepted = sorted(r[0] for r in records if r[4] == "202")
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    try:
+        drain_started = time.monotonic()
+
+        async def drained() -> bool:
+            pending = await pool.fetchval(
+                "SELECT count(*) FROM contacts WHERE hubspot_synced_version < change_version"
+            )
+            depth = await queue_depths(stack.namespace, ["syncer.hubspot.contacts"])
+            return pending == 0 and depth.get("syncer.hubspot.contacts", 0) == 0
+
+        is_drained = await _wait(drained, 60)
+        drain_s = time.monotonic() - drain_started
+        # Postgres: each student's stored version is the newest accepted one.
+        newest: dict[str, int] = {}
+        for n in accepted:
+            newest[f"st-{n % students}"] = n + 1
+        rows = await pool.fetch(
+            """
+            SELECT c.student_id, c.email, max(cc.version) AS version,
+                   jsonb_object_agg(cc.credit_type, cc.balance) AS credits
+            FROM contacts c JOIN contact_credits cc ON cc.contact_id = c.id
+            GROUP BY c.id
+            """
+        )
+    finally:
+        await pool.close()
+    stored = {r["student_id"]: r["version"] for r in rows}
+    stale = sum(1 for s, v in newest.items() if stored.get(s) != v)
+    balances = {r["email"]: json.loads(r["credits"]) for r in rows}
+    stats = await sandbox_json(f"{sandbox_url}/_sandbox/hubspot/stats")
+    objects = await sandbox_json(f"{sandbox_url}/_sandbox/hubspot/objects/contacts")
+    in_hubspot = {r["properties"].get("email", ""): r["properties"] for r in objects["results"]}
+    differ = sum(
+        1
+        for email, credits in balances.items()
+        if any(in_hubspot.get(email, {}).get(k) != str(v) for k, v in credits.items())
+    )
+    calls = int(sum(stats["calls"].values()))
+    sizes = [s for v in stats["batch_sizes"].values() for s in v]
+    return {
+        "drained": bool(is_drained),
+        "drain_wait_s": round(drain_s, 1),
+        "calls": calls,
+        "calls_by_endpoint": stats["calls"],
+        "rate_limited": stats["rate_limited"],
+        "calls_per_notification": round(calls / max(1, len(accepted)), 4),
+        "mean_batch_size": round(sum(sizes) / len(sizes), 1) if sizes else None,
+        "contacts_posted": len(newest),
+        "contacts_in_hubspot": len(in_hubspot),
+        "hubspot_balances_differing": differ,
+        "postgres_students_not_at_newest_version": stale,
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    m, h, c = r["measured"], r["hubspot"], r["config"]
+    cpu = m["cpu_percent"]
+    errors = {k: v for k, v in m["outcomes"].items() if k != "202"}
+    verdict = "met" if r["aim"]["met"] else "NOT met"
+    return "\n".join(
+        [
+            f"credit notifications, open loop at {c['rate']:g}/s for {c['duration_s']:g} s "
+            f"(after {c['warmup_s']:g} s warm-up), {c['students']:,} students, 1 syncer",
+            f"  achieved          {m['rate']:,.1f} notifications/s accepted (202), "
+            f"{m['sent']:,} sent, errors: {errors or 'none'}",
+            f"  request → commit  p50 {m['commit_p50_ms']:.2f} ms   p90 {m['commit_p90_ms']:.2f} "
+            f"ms   p99 {m['commit_p99_ms']:.2f} ms   max {m['commit_max_ms']:.2f} ms",
+            f"  request → 202     p50 {m['http_202_p50_ms']:.2f} ms   p99 "
+            f"{m['http_202_p99_ms']:.2f} ms  (202 → commit p50 {m['after_202_p50_ms']:.2f} ms, "
+            f"p99 {m['after_202_p99_ms']:.2f} ms)",
+            f"  warm-up (creates) request → commit p50 {r['warmup']['commit_p50_ms']:.2f} ms, "
+            f"p99 {r['warmup']['commit_p99_ms']:.2f} ms",
+            f"  accepted but never committed: {r['accepted_without_commit']}",
+            "  CPU, % of a core: "
+            + "  ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+            + "  (postgres = every postgres process on the machine)",
+            f"  HubSpot: {h['calls']:,} calls for {m['sent'] + r['warmup']['sent']:,} "
+            f"notifications = {h['calls_per_notification']:.4f} calls/notification "
+            f"(mean batch {h['mean_batch_size']}), 429s {h['rate_limited']}; drained: "
+            f"{h['drained']} ({h['drain_wait_s']:.1f} s after the load)",
+            f"  HubSpot contacts {h['contacts_in_hubspot']:,} = posted {h['contacts_posted']:,}: "
+            f"{h['contacts_in_hubspot'] == h['contacts_posted']}; balances differing from "
+            f"Postgres: {h['hubspot_balances_differing']}; Postgres students not at their newest "
+            f"version: {h['postgres_students_not_at_newest_version']}",
+            f"  aim: p99 request → commit < {AIM_P99_MS:g} ms at {AIM_RATE:g}/s: {verdict}",
+            f"  idle before the run {r['environment']['idle_percent_before']:.0f} %; "
+            f"ran {r['elapsed_s']:.0f} s",
+        ]
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=500, help="notifications/s (500)")
+    parser.add_argument("--duration", type=float, default=20, help="measured seconds (20)")
+    parser.add_argument("--warmup", type=float, default=4, help="uncounted seconds first (4)")
+    parser.add_argument("--students", type=int, default=2000, help="distinct students (2000)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "credits.json")
+    return parser.parse_args(argv)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `finally` cleans up, as on Ctrl-C
+    stack = Stack("credits")
+    try:
+        results = asyncio.run(run(stack, args))
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping what the bench started", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.close()
+    print()
+    print(report(results))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"figures written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
