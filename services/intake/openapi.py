@@ -6,16 +6,7 @@ from typing import Any
 
 from shared.messages.credits import BookingEvent, CreditsNotification
 from shared.messages.profiles import LoginEvent
-
-_PROBLEM = {"$ref": "#/components/schemas/Problem"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": _PROBLEM}},
-    }
-
+from shared.openapi import PROBLEM_SCHEMA, operational_paths, problem
 
 _ACCEPTED = {
     "description": "Accepted: the broker confirmed the event (or the topic is ignored).",
@@ -62,11 +53,11 @@ def _app_event(summary: str, schema: str) -> dict[str, Any]:
             },
             "responses": {
                 "202": _ACCEPTED,
-                "400": _problem("Malformed JSON."),
-                "401": _problem("Missing or unknown API key."),
-                "413": _problem("Body over the size limit."),
-                "422": _problem("Invalid fields; `errors[].pointer` names each."),
-                "503": _problem("Broker unavailable; nothing accepted, retry."),
+                "400": problem("Malformed JSON."),
+                "401": problem("Missing or unknown API key."),
+                "413": problem("Body over the size limit."),
+                "422": problem("Invalid fields; `errors[].pointer` names each."),
+                "503": problem("Broker unavailable; nothing accepted, retry."),
             },
         }
     }
@@ -78,11 +69,11 @@ def openapi_document() -> dict[str, Any]:
     ``tests/intake/test_openapi.py`` checks it names every route.
     """
     webhook_errors = {
-        "400": _problem("Malformed JSON or a missing required header."),
-        "401": _problem("Bad signature or credentials."),
-        "413": _problem("Body over the size limit (1 MiB by default)."),
-        "422": _problem("Required fields missing; `errors[].pointer` names each."),
-        "503": _problem("Broker unavailable; nothing accepted, retry (see Retry-After)."),
+        "400": problem("Malformed JSON or a missing required header."),
+        "401": problem("Bad signature or credentials."),
+        "413": problem("Body over the size limit (1 MiB by default)."),
+        "422": problem("Required fields missing; `errors[].pointer` names each."),
+        "503": problem("Broker unavailable; nothing accepted, retry (see Retry-After)."),
     }
     return {
         "openapi": "3.1.0",
@@ -131,7 +122,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _ACCEPTED,
                         **webhook_errors,
-                        "403": _problem("tenantId not in CRMSYNC_COMMERCE7_TENANTS."),
+                        "403": problem("tenantId not in CRMSYNC_COMMERCE7_TENANTS."),
                     },
                 }
             },
@@ -156,8 +147,8 @@ def openapi_document() -> dict[str, Any]:
                         "202": {
                             "description": "Still syncing: follow `statusUrl` (also Location)."
                         },
-                        "401": _problem("Missing or unknown API key."),
-                        "503": _problem("Broker unavailable."),
+                        "401": problem("Missing or unknown API key."),
+                        "503": problem("Broker unavailable."),
                     },
                 }
             },
@@ -168,30 +159,13 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [_path_param("profileId"), _path_param("requestId")],
                     "responses": {
                         "200": {"description": "The request's status and, when done, its result."},
-                        "401": _problem("Missing or unknown API key."),
-                        "404": _problem("No such refresh for this profile."),
-                        "503": _problem("Broker unavailable or no syncer answered."),
+                        "401": problem("Missing or unknown API key."),
+                        "404": problem("No such refresh for this profile."),
+                        "503": problem("Broker unavailable or no syncer answered."),
                     },
                 }
             },
-            "/healthz": {
-                "get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Broker reachable",
-                    "responses": {
-                        "200": {"description": "ready"},
-                        "503": _problem("broker unreachable"),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "text format"}},
-                }
-            },
+            **operational_paths("RabbitMQ"),
         },
         "components": {
             "securitySchemes": {
@@ -200,27 +174,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "schemas": {
                 **_model_schemas(),
-                "Problem": {
-                    "type": "object",
-                    "description": "RFC 9457 problem details",
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "pointer": {"type": "string"},
-                                    "detail": {"type": "string"},
-                                },
-                            },
-                        },
-                    },
-                    "required": ["title", "status"],
-                },
+                "Problem": PROBLEM_SCHEMA,
                 "ShopifyOrder": {
                     "type": "object",
                     "description": "Shopify's Order resource as the webhook body "

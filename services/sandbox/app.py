@@ -12,8 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.sandbox import commerce7, control, faults, hubspot, shopify
-from shared.logging import configure_logging
-from shared.settings import ProviderSettings, SandboxSettings
+from shared.settings import ProviderSettings
 
 
 def create_app(provider_settings: ProviderSettings | None = None) -> web.Application:
@@ -34,10 +33,3 @@ def create_app(provider_settings: ProviderSettings | None = None) -> web.Applica
     commerce7.setup(app)
     hubspot.setup(app)
     return app
-
-
-def run(settings: SandboxSettings | None = None) -> None:
-    """Serve the sandbox on ``sandbox_host:sandbox_port`` until SIGINT/SIGTERM."""
-    settings = settings or SandboxSettings()
-    configure_logging(settings.log_level, settings.log_format, service="sandbox")
-    web.run_app(create_app(), host=settings.sandbox_host, port=settings.sandbox_port, print=None)

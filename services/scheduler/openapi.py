@@ -6,26 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.scheduler.jobs import Job
+from shared.openapi import PROBLEM_SCHEMA, operational_paths, problem
 
-_PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _RUN = {"$ref": "#/components/schemas/Run"}
 _TS = {"type": ["string", "null"], "format": "date-time"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": _PROBLEM}},
-    }
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_UNAUTHORIZED = _problem("Missing or wrong bearer token (CRMSYNC_ADMIN_TOKEN).")
-_NO_JOB = _problem("No job of that name.")
-_BAD_QUERY = _problem("A query parameter out of range; `errors[].parameter` names it.")
+_UNAUTHORIZED = problem("Missing or wrong bearer token (CRMSYNC_ADMIN_TOKEN).")
+_NO_JOB = problem("No job of that name.")
+_BAD_QUERY = problem("A query parameter out of range; `errors[].parameter` names it.")
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _RUN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _PAGING = [
@@ -187,12 +180,12 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
                             ),
                             "headers": {"Location": {"schema": {"type": "string"}}},
                         },
-                        "400": _problem("The body is not a JSON object."),
+                        "400": problem("The body is not a JSON object."),
                         "401": _UNAUTHORIZED,
                         "404": _NO_JOB,
-                        "409": _problem("The job is disabled in the settings."),
-                        "413": _problem("Body over 64 KiB."),
-                        "422": _problem(
+                        "409": problem("The job is disabled in the settings."),
+                        "413": problem("Body over 64 KiB."),
+                        "422": problem(
                             "Invalid parameters (`errors[].pointer` names each field), or "
                             "an Idempotency-Key reused with other parameters."
                         ),
@@ -215,28 +208,11 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
                     "responses": {
                         "200": _json("The run.", _RUN),
                         "401": _UNAUTHORIZED,
-                        "404": _problem("No run with that id."),
+                        "404": problem("No run with that id."),
                     },
                 }
             },
-            "/healthz": {
-                "get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Postgres and RabbitMQ reachable",
-                    "responses": {
-                        "200": {"description": "ready"},
-                        "503": _problem("Postgres or RabbitMQ unreachable"),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "text format"}},
-                }
-            },
+            **operational_paths("Postgres and RabbitMQ"),
         },
         "components": {
             "securitySchemes": {
@@ -246,28 +222,7 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
                 **params,
                 "Run": _RUN_SCHEMA,
                 "Job": _job_schema(),
-                "Problem": {
-                    "type": "object",
-                    "description": "RFC 9457 problem details",
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "pointer": {"type": "string"},
-                                    "parameter": {"type": "string"},
-                                    "detail": {"type": "string"},
-                                },
-                            },
-                        },
-                    },
-                    "required": ["type", "title", "status"],
-                },
+                "Problem": PROBLEM_SCHEMA,
             },
         },
     }
