@@ -28,7 +28,8 @@ process used; then, once every HubSpot push has drained, HubSpot batch calls per
 notification, and checks that Postgres has each student's newest balance and HubSpot
 has exactly the students posted, with the same balances.
 
-    .venv/bin/python bench/credits.py [--rate 500] [--duration 20] [--warmup 4] [--students 2000]
+    .venv/bin/python bench/credits.py [--rate 500] [--duration 20] [--students 2000]
+        [--warmup S] [--syncer-env CRMSYNC_X=VALUE ...]
 """
 
 from __future__ import annotations
@@ -52,13 +53,15 @@ from typing import Any
 import aiohttp
 import asyncpg
 from _common import RESULTS, CpuMeter, idle_percent, percentile, pid_of
-from _stack import Stack, queue_depths, sandbox_json
+from _stack import PostgresCpu, Stack, queue_depths, sandbox_json
 
 SPAWN = multiprocessing.get_context("spawn")
 CHANNEL = "bench_credits"
 KEY_NAME = "bench"
 AIM_P99_MS = 50.0
 AIM_RATE = 500.0
+# CPU (% of a core) other processes may use meanwhile before we call the run disturbed.
+OTHER_CPU_WARN = 15.0
 
 # Installed on the bench's own database only (never in migrations): one NOTIFY per
 # contact_credits row written, delivered by Postgres when the transaction commits.
@@ -74,12 +77,13 @@ CREATE TRIGGER bench_notify_credit AFTER INSERT OR UPDATE ON contact_credits
 
 
 def notification(n: int, students: int) -> dict[str, Any]:
-    """The ``n``-th notification (0-based): student ``n mod students``, version ``n + 1``."""
+    """The ``n``-th notification (0-based): student ``n mod students``, version ``n + 1``,
+    happened now (the event's time, from which the syncer measures its queue lag)."""
     s = n % students
     return {
         "idempotencyKey": f"bench-{n}",
         "reason": "booking_created",
-        "occurredAt": "2026-11-21T10:00:00Z",
+        "occurredAt": datetime.now(UTC).isoformat(),
         "contact": {"studentId": f"st-{s}", "email": f"student{s}@bench.test"},
         "credits": {"sj_credits": n % 7, "cs_credits": n % 5},
         "version": n + 1,
@@ -99,7 +103,6 @@ async def _open_loop(
     per request, ``http_s`` from the scheduled time to the answer's last byte.
     """
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    bodies = [json.dumps(notification(n, students)).encode() for n in range(total)]
     connector = aiohttp.TCPConnector(limit=200)
     timeout = aiohttp.ClientTimeout(total=10)
     results: list[tuple[int, float, float, float, str]] = []
@@ -108,7 +111,8 @@ async def _open_loop(
 
         async def one(n: int, scheduled: float, late: float) -> None:
             try:
-                async with session.post(url, data=bodies[n], headers=headers) as resp:
+                body = json.dumps(notification(n, students)).encode()
+                async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
                     outcome = str(resp.status)
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -178,9 +182,9 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await db.close()
     token = secrets.token_urlsafe(24)
-    sandbox = stack.sandbox()
+    sandbox = stack.sandbox(indexed=not args.plain_sandbox)
     intake = stack.intake({KEY_NAME: token})
-    syncer = stack.syncer(database, sandbox)
+    syncer = stack.syncer(database, sandbox, **dict(args.syncer_env))
     print(
         f"namespace {stack.namespace}  database {database.rsplit('/', 1)[1]}  "
         f"intake :{intake.port}  syncer :{syncer.port}  sandbox :{sandbox.port}",
@@ -224,12 +228,15 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             broker = pid_of("beam.smp")
             if broker:
                 pids["rabbitmq"] = broker
+            meter, postgres = CpuMeter(pids), PostgresCpu()
             await asyncio.sleep(max(0.0, t0 + args.warmup - time.monotonic()))
-            # Postgres backends listed now: the syncer's pool has grown during warm-up.
-            meter = CpuMeter({**pids, **{f"pg{p}": p for p in _postgres_pids()}})
             meter.start()
+            postgres.start()
+            metrics0 = await _syncer_metrics(syncer.url, stack.namespace)
             await asyncio.sleep(max(0.0, t0 + args.warmup + args.duration - time.monotonic()))
             meter.stop()
+            pg_cpu = postgres.stop()
+            metrics1 = await _syncer_metrics(syncer.url, stack.namespace)
             kind, records = await asyncio.to_thread(receive.recv)
             assert kind == "done"
         except EOFError as exc:
@@ -251,11 +258,29 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     http = [r[3] for r in measured if r[4] == "202"]
     after_202 = [commits[r[0]] - r[1] - r[3] for r in measured if r[0] in commits and r[4] == "202"]
     missing = sorted(accepted - commits.keys())
-    cpu = {k: v for k, v in meter.percent.items() if not k.startswith("pg")}
-    cpu["postgres"] = round(sum(v for k, v in meter.percent.items() if k.startswith("pg")), 1)
+    cpu = {**meter.percent, "postgres": pg_cpu}
     cpu["other"] = round(max(0.0, meter.machine - sum(cpu.values())), 1)
     cpu["irq"], cpu["steal"] = meter.irq, meter.steal
 
+    handled = metrics1["count"] - metrics0["count"]
+    syncer_figures = {
+        "handled": int(handled),
+        "handler_mean_ms": round(1000 * (metrics1["sum"] - metrics0["sum"]) / handled, 2)
+        if handled
+        else None,
+        "queue_lag_mean_ms": round(1000 * (metrics1["lag_sum"] - metrics0["lag_sum"]) / handled, 2)
+        if handled
+        else None,
+    }
+    # Each second of the measured window (by scheduled send time): p50 and p99 to commit.
+    by_second: dict[int, list[float]] = {}
+    for r in measured:
+        if r[0] in commits:
+            by_second.setdefault(int(r[1] - t0 - args.warmup), []).append(commits[r[0]] - r[1])
+    series = [
+        {"second": k, "p50_ms": _ms(v, 50), "p99_ms": _ms(v, 99)}
+        for k, v in sorted(by_second.items())
+    ]
     print("waiting for the HubSpot pushes to drain ...", flush=True)
     hubspot = await _hubspot_figures(stack, database, sandbox.url, records, args.students)
     return {
@@ -268,6 +293,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "notifications": total,
             "namespace": stack.namespace,
             "syncers": 1,
+            "syncer_env": dict(args.syncer_env),
+            "sandbox": "plain" if args.plain_sandbox else "indexed (bench/_stack.py)",
         },
         "environment": {
             "cpus": os.cpu_count(),
@@ -288,6 +315,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "after_202_p99_ms": _ms(after_202, 99),
             "send_lateness_p99_ms": _ms([r[2] for r in measured], 99),
             "cpu_percent": cpu,
+            "syncer_credits_queue": syncer_figures,
+            "per_second": series,
         },
         "warmup": {
             "sent": len(warm),
@@ -311,21 +340,29 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _syncer_metrics(url: str, namespace: str) -> dict[str, float]:
+    """The syncer's ``crmsync_handler_seconds`` and ``crmsync_message_lag_seconds``
+    (sum, count) for the credits queue, from its ``/metrics``."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    queue = f'queue="{namespace}syncer.credits"'
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if queue not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        for key, metric in (
+            ("sum", "crmsync_handler_seconds_sum"),
+            ("count", "crmsync_handler_seconds_count"),
+            ("lag_sum", "crmsync_message_lag_seconds_sum"),
+        ):
+            if name.startswith(metric + "{"):
+                values[key] = float(value)
+    return {k: values.get(k, 0.0) for k in ("sum", "count", "lag_sum")}
+
+
 async def _all_in(accepted: set[int], commits: dict[int, float]) -> bool:
     return accepted <= commits.keys()
-
-
-def _postgres_pids() -> list[int]:
-    """Every ``postgres`` process now (the server and all backends, ours or not)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 async def _hubspot_figures(
@@ -394,13 +431,17 @@ async def _hubspot_figures(
 
 def report(r: dict[str, Any]) -> str:
     m, h, c = r["measured"], r["hubspot"], r["config"]
+    sq = m["syncer_credits_queue"]
     cpu = m["cpu_percent"]
     errors = {k: v for k, v in m["outcomes"].items() if k != "202"}
     verdict = "met" if r["aim"]["met"] else "NOT met"
+    if c["rate"] < AIM_RATE:
+        verdict = f"not tested (rate below {AIM_RATE:g}/s)"
     return "\n".join(
         [
             f"credit notifications, open loop at {c['rate']:g}/s for {c['duration_s']:g} s "
-            f"(after {c['warmup_s']:g} s warm-up), {c['students']:,} students, 1 syncer",
+            f"(after {c['warmup_s']:g} s warm-up), {c['students']:,} students, 1 syncer, "
+            f"sandbox {c['sandbox']}",
             f"  achieved          {m['rate']:,.1f} notifications/s accepted (202), "
             f"{m['sent']:,} sent, errors: {errors or 'none'}",
             f"  request → commit  p50 {m['commit_p50_ms']:.2f} ms   p90 {m['commit_p90_ms']:.2f} "
@@ -411,6 +452,12 @@ def report(r: dict[str, Any]) -> str:
             f"  warm-up (creates) request → commit p50 {r['warmup']['commit_p50_ms']:.2f} ms, "
             f"p99 {r['warmup']['commit_p99_ms']:.2f} ms",
             f"  accepted but never committed: {r['accepted_without_commit']}",
+            f"  syncer (credits queue, measured window): {sq['handled']:,} handled, handler "
+            f"mean {sq['handler_mean_ms']} ms, queue lag (event time → handler start) mean "
+            f"{sq['queue_lag_mean_ms']} ms",
+            "  p99 to commit by second: "
+            + " ".join(f"{x['p99_ms']:.0f}" for x in m["per_second"])
+            + " ms",
             "  CPU, % of a core: "
             + "  ".join(f"{k} {v:.0f}" for k, v in cpu.items())
             + "  (postgres = every postgres process on the machine)",
@@ -423,6 +470,14 @@ def report(r: dict[str, Any]) -> str:
             f"Postgres: {h['hubspot_balances_differing']}; Postgres students not at their newest "
             f"version: {h['postgres_students_not_at_newest_version']}",
             f"  aim: p99 request → commit < {AIM_P99_MS:g} ms at {AIM_RATE:g}/s: {verdict}",
+            *(
+                [
+                    f"  warning: other processes took {cpu['other'] + cpu['steal']:.0f} % of a "
+                    "core meanwhile: the figures are disturbed; run again on a quiet machine."
+                ]
+                if cpu["other"] + cpu["steal"] > OTHER_CPU_WARN
+                else []
+            ),
             f"  idle before the run {r['environment']['idle_percent_before']:.0f} %; "
             f"ran {r['elapsed_s']:.0f} s",
         ]
@@ -433,10 +488,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=500, help="notifications/s (500)")
     parser.add_argument("--duration", type=float, default=20, help="measured seconds (20)")
-    parser.add_argument("--warmup", type=float, default=4, help="uncounted seconds first (4)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="uncounted seconds first (default: one pass over the students, 4 s at 500/s)",
+    )
     parser.add_argument("--students", type=int, default=2000, help="distinct students (2000)")
+    parser.add_argument(
+        "--plain-sandbox",
+        action="store_true",
+        help="run `crmsync sandbox` as it is, without the bench's HubSpot lookup index",
+    )
+    parser.add_argument(
+        "--syncer-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="CRMSYNC_X=VALUE",
+        help="a setting for the syncer, e.g. CRMSYNC_DB_POOL_MAX_SIZE=20 (repeatable)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "credits.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.warmup is None:
+        args.warmup = args.students / args.rate
+    return args
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("CRMSYNC_"):
+        raise argparse.ArgumentTypeError("expected CRMSYNC_NAME=value")
+    return key, value
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -66,12 +66,16 @@ def _event_from_row(row: asyncpg.Record) -> CloudEvent:
 
 
 class OutboxRelay:
-    """Publishes pending outbox rows; woken by ``NOTIFY outbox`` or every ``poll_s``.
+    """Publishes pending outbox rows, polling every ``poll_s`` while there are none.
+
+    It polls rather than LISTENs: a NOTIFY in every writing transaction would
+    serialise their commits (see migrations/0007). A poll is one index-only probe of
+    the partial index on unpublished rows.
 
     Args:
-        pool: the service's pool (one extra connection is held for LISTEN).
+        pool: the service's pool.
         broker: publishes with confirms.
-        poll_s: fallback poll interval, seconds.
+        poll_s: seconds between polls when the outbox is empty (50 ms by default).
         batch_size: rows claimed per round.
     """
 
@@ -82,9 +86,7 @@ class OutboxRelay:
         self.broker = broker
         self.poll_s = poll_s
         self.batch_size = batch_size
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._listen_conn: asyncpg.Connection | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -94,26 +96,15 @@ class OutboxRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._listen_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._listen_conn.remove_listener("outbox", self._on_notify)
-                await self.pool.release(self._listen_conn)
-            self._listen_conn = None
-
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
 
     async def _run(self) -> None:
-        self._listen_conn = await self.pool.acquire()
-        await self._listen_conn.add_listener("outbox", self._on_notify)
         rounds = 0
         while True:
-            self._wake.clear()
             try:
                 while await self.drain() == self.batch_size:
                     pass
                 rounds += 1
-                if rounds % 600 == 0:
+                if rounds % 20_000 == 0:  # about every 20 minutes at 50 ms
                     await self.prune()
             except BrokerUnavailableError as exc:
                 OUTBOX_FAILURES.inc()
@@ -121,9 +112,7 @@ class OutboxRelay:
             except (asyncpg.PostgresError, OSError) as exc:
                 OUTBOX_FAILURES.inc()
                 log.warning("outbox.db_failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_s):
-                    await self._wake.wait()
+            await asyncio.sleep(self.poll_s)
 
     async def drain(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""

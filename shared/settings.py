@@ -114,8 +114,8 @@ class SyncerSettings(CommonSettings, ProviderSettings):
     retry_unit_s: float = 60.0
     # Attempts of an event handler (orders, ...) before its message is dead-lettered.
     handler_max_attempts: int = 5
-    # Seconds between outbox polls when no NOTIFY arrives.
-    outbox_poll_s: float = 1.0
+    # Seconds between outbox polls while the outbox is empty.
+    outbox_poll_s: float = 0.05
     # Grace period for in-flight handlers on SIGTERM.
     shutdown_grace_s: float = 20.0
     # Credit changes wait at most this long (seconds) to share one HubSpot batch call.
@@ -210,8 +210,8 @@ class SchedulerSettings(CommonSettings):
     run_retention_days: int = Field(default=30, ge=1)
     # Seconds between two pruning rounds (one replica prunes at a time).
     prune_interval_s: float = Field(default=3600.0, gt=0)
-    # Seconds between outbox polls when no NOTIFY arrives.
-    outbox_poll_s: float = 1.0
+    # Seconds between outbox polls while the outbox is empty.
+    outbox_poll_s: float = 0.05
     # Grace period for an in-flight tick on SIGTERM.
     shutdown_grace_s: float = 10.0
 

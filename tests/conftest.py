@@ -219,7 +219,7 @@ def syncer_settings(database: str, namespace: str, sandbox: str, **overrides: An
         "shopify_rate_per_s": 50,
         "commerce7_rate_per_s": 50,
         "retry_unit_s": 0.1,
-        "outbox_poll_s": 0.2,
+        "outbox_poll_s": 0.05,
         "shutdown_grace_s": 2,
         "db_pool_max_size": 5,
     }
@@ -318,7 +318,7 @@ def scheduler_settings(database: str, namespace: str, **overrides: Any) -> Any:
         "amqp_url": AMQP_URL,
         "amqp_namespace": namespace,
         "admin_token": ADMIN_TOKEN,
-        "outbox_poll_s": 0.2,
+        "outbox_poll_s": 0.05,
         "shutdown_grace_s": 2,
         "db_pool_max_size": 5,
     }
@@ -398,7 +398,7 @@ async def spawn_syncer(database, namespace, sandbox) -> AsyncIterator[Callable]:
             "CRMSYNC_HUBSPOT_BASE_URL": f"{sandbox}/hubspot",
             "CRMSYNC_SHOPIFY_RATE_PER_S": "100",
             "CRMSYNC_RETRY_UNIT_S": "0.1",
-            "CRMSYNC_OUTBOX_POLL_S": "0.2",
+            "CRMSYNC_OUTBOX_POLL_S": "0.05",
             "CRMSYNC_LOG_FORMAT": "json",
             "CRMSYNC_PREFETCH_COUNT": "4",
             **env,
