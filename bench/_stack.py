@@ -151,10 +151,9 @@ class Stack:
             raise
         return service
 
-    def sandbox(self, *, indexed: bool = True) -> Service:
-        """The sandbox; ``indexed``: with :func:`index_hubspot_sandbox` applied."""
-        command = [sys.executable, __file__, "indexed-sandbox"] if indexed else None
-        return self.start("sandbox", {}, ready_path="/_sandbox/health", command=command)
+    def sandbox(self) -> Service:
+        """``crmsync sandbox`` (its HubSpot store indexes the properties it looks up by)."""
+        return self.start("sandbox", {}, ready_path="/_sandbox/health")
 
     def intake(self, api_keys: Mapping[str, str]) -> Service:
         env = {
@@ -176,15 +175,12 @@ class Stack:
                 "CRMSYNC_SHOPIFY_BASE_URL": f"{providers}/shopify",
                 "CRMSYNC_COMMERCE7_BASE_URL": f"{providers}/commerce7/v1",
                 "CRMSYNC_HUBSPOT_BASE_URL": f"{providers}/hubspot",
-                "CRMSYNC_OUTBOX_POLL_S": "0.2",
+                "CRMSYNC_OUTBOX_POLL_S": "0.05",
                 "CRMSYNC_SHUTDOWN_GRACE_S": "5",
                 **env,
             },
             ready_path="/readyz",
         )
-
-    def stop(self, service: Service) -> None:
-        stop_process(service.proc, timeout_s=15)
 
     # ------------------------------------------------------------ the end
 
@@ -305,6 +301,16 @@ class Stack:
             await admin.close()
 
 
+def env_pair(text: str) -> tuple[str, str]:
+    """``CRMSYNC_NAME=value`` → ``("CRMSYNC_NAME", "value")`` (an argparse ``type``)."""
+    import argparse
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("CRMSYNC_"):
+        raise argparse.ArgumentTypeError("expected CRMSYNC_NAME=value")
+    return key, value
+
+
 def _event_of(line: str) -> str:
     try:
         record: Any = json.loads(line)
@@ -371,120 +377,3 @@ class PostgresCpu:
         wall = time.monotonic() - self._t0
         used = sum(max(0.0, c - self._cpu0.get(p, 0.0)) for p, c in self._now().items())
         return round(100 * used / wall, 1)
-
-
-# ------------------------------------------------------------------ indexed sandbox
-
-
-def index_hubspot_sandbox() -> None:
-    """Give the HubSpot sandbox's store an index on the properties it looks records up by.
-
-    ``HubSpotStore.find_by`` (``services/sandbox/hubspot_objects.py``) scans every stored
-    record of the type, and each upsert or update input calls it (the upsert's lookup
-    and the unique-property check), so a batch call of 100 costs about 19 ms per 1,000
-    records stored: 2 s per call at 100,000 contacts, where the real HubSpot answers in
-    ~100-300 ms whatever the account holds. The benches measure crmsync, not the
-    sandbox, so their sandbox process applies this patch first (bench-only; the
-    sandbox's own code is unchanged, and ``--plain-sandbox`` runs it as it is). Same
-    answers: ``find_by`` returns the first matching record in creation order.
-    """
-    from services.sandbox.hubspot_objects import HubSpotStore, Record, normalized
-
-    Index = dict[str, set[str]]  # normalized value -> record ids
-    plain_create, plain_update = HubSpotStore.create, HubSpotStore.update
-    plain_delete, plain_reset = HubSpotStore.delete, HubSpotStore.reset
-
-    def indexes(store: HubSpotStore) -> dict[tuple[str, str], Index]:
-        found: dict[tuple[str, str], Index] = store.__dict__.setdefault("_bench_index", {})
-        return found
-
-    def index(store: HubSpotStore, type_id: str, prop: str) -> Index:
-        built = indexes(store).get((type_id, prop))
-        if built is None:
-            built = {}
-            for record in store.of_type(type_id).values():
-                value = record.properties.get(prop)
-                if value is not None:
-                    built.setdefault(normalized(prop, value), set()).add(record.id)
-            indexes(store)[(type_id, prop)] = built
-        return built
-
-    def add(store: HubSpotStore, record: Record) -> None:
-        for (type_id, prop), values in indexes(store).items():
-            value = record.properties.get(prop)
-            if type_id == record.type_id and value is not None:
-                values.setdefault(normalized(prop, value), set()).add(record.id)
-
-    def remove(store: HubSpotStore, record: Record) -> None:
-        for (type_id, prop), values in indexes(store).items():
-            value = record.properties.get(prop)
-            if type_id == record.type_id and value is not None:
-                values.get(normalized(prop, value), set()).discard(record.id)
-
-    def find_by(self: HubSpotStore, type_id: str, prop: str, value: str) -> Record | None:
-        if prop == "hs_object_id":
-            return self.find(type_id, value)
-        records = self.of_type(type_id)
-        ids = index(self, type_id, prop).get(normalized(prop, value), set())
-        hits = [records[i] for i in ids if i in records]
-        return min(hits, key=lambda r: int(r.id), default=None)
-
-    def create(self: HubSpotStore, type_id: str, properties: Mapping[str, str]) -> Any:
-        result = plain_create(self, type_id, properties)
-        if isinstance(result, Record):
-            add(self, result)
-        return result
-
-    def update(self: HubSpotStore, record: Record, properties: Mapping[str, str]) -> Any:
-        remove(self, record)
-        try:
-            return plain_update(self, record, properties)
-        finally:
-            add(self, record)
-
-    def delete(self: HubSpotStore, record: Record) -> None:
-        remove(self, record)
-        plain_delete(self, record)
-
-    def reset(self: HubSpotStore) -> None:
-        self.__dict__.pop("_bench_index", None)
-        plain_reset(self)
-
-    HubSpotStore.find_by = find_by  # type: ignore[method-assign]
-    HubSpotStore.create = create  # type: ignore[method-assign]
-    HubSpotStore.update = update  # type: ignore[method-assign]
-    HubSpotStore.delete = delete  # type: ignore[method-assign]
-    HubSpotStore.reset = reset  # type: ignore[method-assign]
-
-
-def _serve_indexed_sandbox(argv: list[str]) -> None:
-    """``python bench/_stack.py indexed-sandbox --host H --port P``: ``crmsync sandbox``
-    with :func:`index_hubspot_sandbox` applied."""
-    import argparse
-
-    from aiohttp import web
-
-    from services.sandbox.app import create_app
-    from shared.logging import configure_logging
-    from shared.settings import ProviderSettings, SandboxSettings
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    index_hubspot_sandbox()
-    settings = SandboxSettings()
-    configure_logging(settings.log_level, settings.log_format, service="sandbox")
-    web.run_app(
-        create_app(ProviderSettings()),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        print=None,
-    )
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["indexed-sandbox"]:
-        sys.exit("usage: python bench/_stack.py indexed-sandbox --port PORT")
-    _serve_indexed_sandbox(sys.argv[2:])

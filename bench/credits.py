@@ -13,14 +13,14 @@ per student and each identifies its notification. The first ``--warmup`` seconds
 (by default one pass over the students, which creates them in Postgres and HubSpot)
 are not counted in the latencies; the ``--duration`` seconds after them are.
 
-The commit time: the bench installs a trigger on ``contact_credits`` in its own
-database that runs ``pg_notify('bench_credits', version)`` for each row written.
-Postgres delivers a notification only when the writing transaction commits, so the
-moment this process receives it (``LISTEN``, one connection, otherwise idle event
-loop) is the commit, plus the notification's trip to us (well under a millisecond
-on loopback). The two rows of one notification carry the same payload, and Postgres
-folds identical payloads of one transaction into one notification. Latency is from
-the request's *scheduled* send time to that moment.
+The commit time: the bench installs, in its own database, a deferred constraint
+trigger on ``contact_credits``; it runs as the writing transaction commits, after all
+its statements, and records ``clock_timestamp()`` with the row's version in an
+unlogged table ``bench_commits``. That is the commit less the flush of its commit
+record (well under a millisecond here); the table is read after the run. Not LISTEN /
+NOTIFY: a notifying transaction holds a database-wide lock until its commit is
+flushed, which would serialise the commits being measured (``migrations/0007``).
+Latency is from the request's *scheduled* send time to that moment.
 
 Printed (and written to ``bench/results/credits.json``): request → commit p50, p90,
 p99, max; the achieved rate and errors; intake's 202 latency p50 and p99; the CPU each
@@ -53,26 +53,30 @@ from typing import Any
 import aiohttp
 import asyncpg
 from _common import RESULTS, CpuMeter, idle_percent, percentile, pid_of
-from _stack import PostgresCpu, Stack, queue_depths, sandbox_json
+from _stack import PostgresCpu, Stack, env_pair, queue_depths, sandbox_json
 
 SPAWN = multiprocessing.get_context("spawn")
-CHANNEL = "bench_credits"
 KEY_NAME = "bench"
 AIM_P99_MS = 50.0
 AIM_RATE = 500.0
 # CPU (% of a core) other processes may use meanwhile before we call the run disturbed.
 OTHER_CPU_WARN = 15.0
 
-# Installed on the bench's own database only (never in migrations): one NOTIFY per
-# contact_credits row written, delivered by Postgres when the transaction commits.
-TRIGGER_SQL = f"""
-CREATE FUNCTION bench_notify_credit() RETURNS trigger LANGUAGE plpgsql AS $$
+# Installed on the bench's own database only (never in migrations). A deferred
+# constraint trigger runs when its transaction commits, after all its statements: it
+# records the moment, so this is the commit less the commit record's WAL flush (well
+# under a millisecond here). Not NOTIFY: a transaction that notifies takes a
+# database-wide lock until its commit is flushed, which serialises commits
+# (migrations/0007 removed crmsync's own NOTIFY for that reason).
+TRIGGER_SQL = """
+CREATE UNLOGGED TABLE bench_commits (version bigint PRIMARY KEY, at timestamptz NOT NULL);
+CREATE FUNCTION bench_commit_time() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('{CHANNEL}', NEW.version::text);
+    INSERT INTO bench_commits VALUES (NEW.version, clock_timestamp()) ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
-CREATE TRIGGER bench_notify_credit AFTER INSERT OR UPDATE ON contact_credits
-    FOR EACH ROW EXECUTE FUNCTION bench_notify_credit();
+CREATE CONSTRAINT TRIGGER bench_commit_time AFTER INSERT OR UPDATE ON contact_credits
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bench_commit_time();
 """
 
 
@@ -98,8 +102,9 @@ async def _open_loop(
 ) -> list[tuple[int, float, float, float, str]]:
     """Send ``total`` notifications at ``rate``/s on a fixed schedule.
 
-    Sends ``("start", t0)`` through ``conn`` first (monotonic clock, shared by every
-    process on the machine). Returns ``(n, scheduled, lateness_s, http_s, outcome)``
+    Sends ``("start", (t0, t0_wall))`` through ``conn`` first: the first send time on
+    the monotonic clock (shared by every process on the machine) and on the wall clock
+    (Postgres's ``clock_timestamp()``). Returns ``(n, scheduled, lateness_s, http_s, outcome)``
     per request, ``http_s`` from the scheduled time to the answer's last byte.
     """
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -120,7 +125,7 @@ async def _open_loop(
             results.append((n, scheduled, late, loop.time() - scheduled, outcome))
 
         start = loop.time() + 0.2
-        conn.send(("start", start))
+        conn.send(("start", (start, time.time() + (start - loop.time()))))
         tasks: set[asyncio.Task[None]] = set()
         sent = 0
         while sent < total:
@@ -182,7 +187,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await db.close()
     token = secrets.token_urlsafe(24)
-    sandbox = stack.sandbox(indexed=not args.plain_sandbox)
+    sandbox = stack.sandbox()
     intake = stack.intake({KEY_NAME: token})
     syncer = stack.syncer(database, sandbox, **dict(args.syncer_env))
     print(
@@ -193,13 +198,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
     warmup_n = round(args.rate * args.warmup)
     total = warmup_n + round(args.rate * args.duration)
-    commits: dict[int, float] = {}
-
-    def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
-        commits.setdefault(int(payload) - 1, time.monotonic())  # version n + 1 → n
-
-    listener = await asyncpg.connect(database)
-    await listener.add_listener(CHANNEL, on_notify)
+    reader = await asyncpg.connect(database)
     try:
         receive, send = SPAWN.Pipe(duplex=False)
         load_kwargs = {"rate": args.rate, "total": total, "students": args.students}
@@ -217,7 +216,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 f"then {args.duration:g} s measured ...",
                 flush=True,
             )
-            kind, t0 = await asyncio.to_thread(receive.recv)
+            kind, (t0, t0_wall) = await asyncio.to_thread(receive.recv)
             assert kind == "start"
             pids = {
                 "intake": intake.pid,
@@ -245,10 +244,20 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             _stop_child(proc)
 
         accepted = {r[0] for r in records if r[4] == "202"}
-        # Every accepted notification's commit, or 30 s.
-        await _wait(lambda: _all_in(accepted, commits), 30)
+        versions = [n + 1 for n in accepted]
+
+        async def all_committed() -> bool:
+            count = await reader.fetchval(
+                "SELECT count(*) FROM bench_commits WHERE version = ANY($1::bigint[])", versions
+            )
+            return bool(count == len(versions))
+
+        await _wait(all_committed, 30)  # every accepted notification's commit, or 30 s
+        rows = await reader.fetch("SELECT version, extract(epoch FROM at) AS at FROM bench_commits")
     finally:
-        await listener.close()
+        await reader.close()
+    # Notification n (version n + 1) committed at this moment on the monotonic clock.
+    commits = {r["version"] - 1: float(r["at"]) - t0_wall + t0 for r in rows}
 
     measured = [r for r in records if r[0] >= warmup_n]
     warm = [r for r in records if r[0] < warmup_n]
@@ -294,7 +303,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "namespace": stack.namespace,
             "syncers": 1,
             "syncer_env": dict(args.syncer_env),
-            "sandbox": "plain" if args.plain_sandbox else "indexed (bench/_stack.py)",
+            "sandbox": "crmsync sandbox",
         },
         "environment": {
             "cpus": os.cpu_count(),
@@ -359,10 +368,6 @@ async def _syncer_metrics(url: str, namespace: str) -> dict[str, float]:
             if name.startswith(metric + "{"):
                 values[key] = float(value)
     return {k: values.get(k, 0.0) for k in ("sum", "count", "lag_sum")}
-
-
-async def _all_in(accepted: set[int], commits: dict[int, float]) -> bool:
-    return accepted <= commits.keys()
 
 
 async def _hubspot_figures(
@@ -496,13 +501,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--students", type=int, default=2000, help="distinct students (2000)")
     parser.add_argument(
-        "--plain-sandbox",
-        action="store_true",
-        help="run `crmsync sandbox` as it is, without the bench's HubSpot lookup index",
-    )
-    parser.add_argument(
         "--syncer-env",
-        type=_env_pair,
+        type=env_pair,
         action="append",
         default=[],
         metavar="CRMSYNC_X=VALUE",
@@ -513,13 +513,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.warmup is None:
         args.warmup = args.students / args.rate
     return args
-
-
-def _env_pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.startswith("CRMSYNC_"):
-        raise argparse.ArgumentTypeError("expected CRMSYNC_NAME=value")
-    return key, value
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -113,7 +113,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         t = time.monotonic()
         await seed(pool, args.contacts)
         print(f"seeded {args.contacts:,} contacts in {time.monotonic() - t:.1f} s", flush=True)
-        sandbox = stack.sandbox(indexed=not args.plain_sandbox)
+        sandbox = stack.sandbox()
         await sandbox_json(f"{sandbox.url}/_sandbox/hubspot/rate-limit", "POST", LIMIT)
         syncer = stack.syncer(database, sandbox)
         print(
@@ -167,7 +167,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "limit": LIMIT,
             "namespace": stack.namespace,
             "syncer_env": "product defaults (CRMSYNC_HUBSPOT_RATE_PER_10S=190, 1 replica)",
-            "sandbox": "plain" if args.plain_sandbox else "indexed (bench/_stack.py)",
+            "sandbox": "crmsync sandbox",
         },
         "environment": {
             "cpus": os.cpu_count(),
@@ -266,12 +266,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=100_000, help="contacts (100000)")
     parser.add_argument("--timeout", type=float, default=600, help="s to wait for the run")
-    parser.add_argument(
-        "--plain-sandbox",
-        action="store_true",
-        help="run `crmsync sandbox` as it is, without the bench's HubSpot lookup index "
-        "(its upserts slow down with every record stored: see bench/README.md)",
-    )
     parser.add_argument("--output", type=Path, default=RESULTS / "hubspot_sync.json")
     return parser.parse_args(argv)
 

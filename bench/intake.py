@@ -25,9 +25,11 @@ load that is not counted:
 It prints rate, p50 and p99 of each, intake ÷ ceiling (aim ≥ 0.8: the broker, not
 intake, should limit us) and intake ÷ bare, and whether p99 at half rate is under
 20 ms; the CPU each process used (100 % = one core) shows who the bottleneck is. The
-figures also go to ``bench/results/intake.json``. Queues are purged between phases
-and the namespace is deleted at the end; every process the bench started is stopped,
-on Ctrl-C and errors too.
+figures also go to ``bench/results/intake.json``. Queues are purged between phases and
+each measurement waits until RabbitMQ is idle again; the namespace is deleted at the
+end, and every process the bench started is stopped, on Ctrl-C and errors too. A
+phase during which other processes took more than 15 % of a core is flagged: its
+figures are not to be trusted.
 
     .venv/bin/python bench/intake.py [--duration 10] [--connections 32] [--warmup 2]
 """
@@ -373,7 +375,7 @@ class Bench:
 
     def measure(self, url: str, server_pid: int, *, key: str, label: str) -> Phase:
         """(1) and (2): the closed-loop load at full speed for ``--duration`` seconds."""
-        pids = {"server": server_pid, **self._broker()}
+        pids = {"server": server_pid, **self.broker_pids()}
         return Phase(key=key, label=label, **self._closed_load(url, pids, self.args.duration))
 
     def _closed_load(self, url: str, pids: dict[str, int], duration_s: float) -> dict[str, Any]:
@@ -423,7 +425,7 @@ class Bench:
 
     def ceiling(self) -> Phase:
         """(3): aio-pika publishing the same message, ``connections`` in flight."""
-        meter = CpuMeter({"publisher": os.getpid(), **self._broker()})
+        meter = CpuMeter({"publisher": os.getpid(), **self.broker_pids()})
         r = asyncio.run(
             _ceiling(
                 self.amqp_url,
@@ -452,7 +454,8 @@ class Bench:
 
     # -- broker housekeeping
 
-    def _broker(self) -> dict[str, int]:
+    def broker_pids(self) -> dict[str, int]:
+        """``{"broker": pid}`` of RabbitMQ when it runs on this machine (to read its CPU)."""
         return {"broker": self.broker_pid} if self.broker_pid else {}
 
     def _amqp_event(self) -> CloudEvent:
@@ -642,6 +645,7 @@ def _publish_metrics(url: str) -> tuple[float, float]:
 
 
 def run(bench: Bench) -> dict[str, Any]:
+    """The four phases, in the order (1), (4), (2), (3); the figures as a JSON-able dict."""
     args = bench.args
     started = time.monotonic()
     phases: dict[str, Phase] = {}
@@ -688,7 +692,7 @@ def run(bench: Bench) -> dict[str, Any]:
         print(f"(4) intake at half rate, {half:.0f} req/s open loop ...", flush=True)
         r = bench.http_load(
             "open",
-            {"server": pid, **bench._broker()},
+            {"server": pid, **bench.broker_pids()},
             url=f"{url}/webhooks/shopify",
             body=bench.body,
             headers=bench.headers,

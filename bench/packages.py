@@ -22,6 +22,7 @@ and the default batch size) and the speed-up over the system this replaces (50
 profiles in 45 s, batches of 20 with a 500 ms pause: 1.1 profiles/s).
 
     .venv/bin/python bench/packages.py [--profiles 10000] [--batch-sizes 20,100] [--prefetch 32]
+        [--syncer-env CRMSYNC_X=VALUE ...]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 
 import asyncpg
 from _common import RESULTS, CpuMeter, idle_percent, pid_of
-from _stack import PostgresCpu, Service, Stack
+from _stack import PostgresCpu, Service, Stack, env_pair
 
 OLD_SYSTEM_PER_S = 50 / 45  # 50 profiles in 45 s
 AIM_PER_S = 500.0
@@ -175,6 +176,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         env = {
             "CRMSYNC_CRM_DATABASE_URL": crm,
             "CRMSYNC_PREFETCH_COUNT": str(args.prefetch),
+            **dict(args.syncer_env),
         }
         syncers = [stack.syncer(database, None, **env)]  # W1 calls no provider
         print(
@@ -212,7 +214,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "batch_sizes": args.batch_sizes,
             "prefetch": args.prefetch,
             "namespace": stack.namespace,
-            "syncer_pools": "product defaults (DB pool 10, CRM pool 5 per syncer)",
+            "syncer_env": dict(args.syncer_env),
         },
         "data": data,
         "environment": {
@@ -271,6 +273,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--prefetch", type=int, default=32, help="CRMSYNC_PREFETCH_COUNT of each syncer (32)"
+    )
+    parser.add_argument(
+        "--syncer-env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="CRMSYNC_X=VALUE",
+        help="a setting for every syncer, e.g. CRMSYNC_CRM_POOL_MAX_SIZE=10 (repeatable)",
     )
     parser.add_argument("--timeout", type=float, default=300, help="s to wait for each run")
     parser.add_argument("--output", type=Path, default=RESULTS / "packages.json")

@@ -173,6 +173,9 @@ class HubSpotStore:
     rules: list[FailRule] = field(default_factory=list)
     edges: Edges = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_ID))
+    # (type id, property) -> normalized value -> record ids; built on first lookup, so
+    # upserts stay fast at 100,000 records as HubSpot's own lookups are.
+    _index: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -183,6 +186,7 @@ class HubSpotStore:
         self.edges.clear()
         self.unique = {type_id: set(names) for type_id, names in self.default_unique.items()}
         self._ids = itertools.count(FIRST_ID)
+        self._index.clear()
 
     def of_type(self, type_id: str) -> dict[str, Record]:
         return self.records.setdefault(type_id, {})
@@ -194,12 +198,30 @@ class HubSpotStore:
         """The record whose ``prop`` equals ``value`` (``hs_object_id``: by id)."""
         if prop == "hs_object_id":
             return self.find(type_id, value)
-        wanted = normalized(prop, value)
-        for record in self.of_type(type_id).values():
-            found = record.properties.get(prop)
-            if found is not None and normalized(prop, found) == wanted:
-                return record
-        return None
+        records = self.of_type(type_id)
+        ids = self._indexed(type_id, prop).get(normalized(prop, value), set())
+        # The first match in creation order, as a scan would find it.
+        return min((records[i] for i in ids if i in records), key=lambda r: int(r.id), default=None)
+
+    def _indexed(self, type_id: str, prop: str) -> dict[str, set[str]]:
+        built = self._index.get((type_id, prop))
+        if built is None:
+            built = {}
+            for record in self.of_type(type_id).values():
+                if (value := record.properties.get(prop)) is not None:
+                    built.setdefault(normalized(prop, value), set()).add(record.id)
+            self._index[(type_id, prop)] = built
+        return built
+
+    def _reindex(self, record: Record, *, add: bool) -> None:
+        for (type_id, prop), values in self._index.items():
+            value = record.properties.get(prop)
+            if type_id != record.type_id or value is None:
+                continue
+            if add:
+                values.setdefault(normalized(prop, value), set()).add(record.id)
+            else:
+                values.get(normalized(prop, value), set()).discard(record.id)
 
     def locate(self, record_id: str) -> Record | None:
         """A record of any type by id (ids are unique across types here)."""
@@ -241,6 +263,7 @@ class HubSpotStore:
             return failure
         record = Record(str(next(self._ids)), type_id, dict(values))
         self.of_type(type_id)[record.id] = record
+        self._reindex(record, add=True)
         return record
 
     def update(self, record: Record, properties: Mapping[str, str]) -> Record | Failure:
@@ -248,16 +271,19 @@ class HubSpotStore:
         failure = self.check(record.type_id, values, record)
         if failure is not None:
             return failure
+        self._reindex(record, add=False)
         for name, value in values.items():
             if value == "":
                 record.properties.pop(name, None)  # "" clears the value (API.md §3.3)
             else:
                 record.properties[name] = value
+        self._reindex(record, add=True)
         record.touch()
         return record
 
     def delete(self, record: Record) -> None:
         """Forget ``record`` and its associations."""
+        self._reindex(record, add=False)
         self.of_type(record.type_id).pop(record.id, None)
         ends = {(record.type_id, record.id)}
         for edge in [e for e in self.edges if {e[:2], e[2:]} & ends]:
