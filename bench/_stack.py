@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,3 +377,37 @@ class PostgresCpu:
         wall = time.monotonic() - self._t0
         used = sum(max(0.0, c - self._cpu0.get(p, 0.0)) for p, c in self._now().items())
         return round(100 * used / wall, 1)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def bench_main(
+    name: str,
+    args: Any,
+    run: Callable[[Stack, Any], Coroutine[Any, Any, dict[str, Any]]],
+    report: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run one bench on its own :class:`Stack`, print its report, write ``args.output``.
+
+    SIGTERM and Ctrl-C both end in ``Stack.close()``; returns the process exit code.
+    """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    stack = Stack(name)
+    try:
+        results = asyncio.run(run(stack, args))
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping what the bench started", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.close()
+    print()
+    print(report(results))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"figures written to {args.output}")
+    return 0

@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import platform
 import secrets
-import signal
 import sys
 import time
 from collections import Counter
@@ -53,7 +52,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from _common import RESULTS, CpuMeter, idle_percent, percentile, pid_of
-from _stack import PostgresCpu, Stack, env_pair, queue_depths, sandbox_json
+from _stack import PostgresCpu, Stack, bench_main, env_pair, queue_depths, sandbox_json
 
 SPAWN = multiprocessing.get_context("spawn")
 KEY_NAME = "bench"
@@ -515,30 +514,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    args = parse_args()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `finally` cleans up, as on Ctrl-C
-    stack = Stack("credits")
-    try:
-        results = asyncio.run(run(stack, args))
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping what the bench started", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        stack.close()
-    print()
-    print(report(results))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures written to {args.output}")
-    return 0
+    return bench_main("credits", parse_args(), run, report)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import platform
-import signal
 import sys
 import time
 from collections import Counter
@@ -40,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, CpuMeter, idle_percent, pid_of
-from _stack import PostgresCpu, Stack, sandbox_json
+from _stack import PostgresCpu, Stack, bench_main, sandbox_json
 
 LIMIT_REQUESTS, LIMIT_WINDOW_S = 190, 10.0
 LIMIT = {"requests": LIMIT_REQUESTS, "window_s": LIMIT_WINDOW_S, "policy": "TEN_SECONDLY_ROLLING"}
@@ -270,30 +268,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    args = parse_args()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `finally` cleans up, as on Ctrl-C
-    stack = Stack("hubspot-sync")
-    try:
-        results = asyncio.run(run(stack, args))
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping what the bench started", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        stack.close()
-    print()
-    print(report(results))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"figures written to {args.output}")
-    return 0
+    return bench_main("hubspot-sync", parse_args(), run, report)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -41,7 +39,7 @@ from typing import Any
 
 import asyncpg
 from _common import RESULTS, CpuMeter, idle_percent, pid_of
-from _stack import PostgresCpu, Service, Stack, env_pair
+from _stack import PostgresCpu, Service, Stack, bench_main, env_pair
 
 OLD_SYSTEM_PER_S = 50 / 45  # 50 profiles in 45 s
 AIM_PER_S = 500.0
@@ -290,30 +288,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    args = parse_args()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `finally` cleans up, as on Ctrl-C
-    stack = Stack("packages")
-    try:
-        results = asyncio.run(run(stack, args))
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping what the bench started", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        stack.close()
-    print()
-    print(report(results))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"figures written to {args.output}")
-    return 0
+    return bench_main("packages", parse_args(), run, report)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,11 @@ class OutboxRelay:
 
     async def drain(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
+        # An idle poll is one index probe, not BEGIN / SELECT FOR UPDATE / COMMIT.
+        if not await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)"
+        ):
+            return 0
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import uuid
 
+import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
@@ -60,9 +61,7 @@ class Replies:
         """
         try:
             await self._ensure()
-        except BrokerUnavailableError:
-            raise
-        except Exception as exc:
+        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailableError(f"reply queue: {exc}") from exc
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[event.id] = future

@@ -31,7 +31,6 @@ from services.syncer.packages.crm import CrmReader, create_crm_pool
 from shared import queues
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
-from shared.clients.http import limiter_per_s
 from shared.clients.hubspot import MAX_BATCH_INPUTS, HubSpotClient
 from shared.clients.shopify import ShopifyClient
 from shared.coalesce import Coalescer
@@ -54,8 +53,9 @@ def action_retry_delays(settings: SyncerSettings) -> tuple[float, ...]:
     return tuple(2**a * settings.retry_unit_s for a in range(1, settings.action_max_attempts))
 
 
-def order_retry_delays(settings: SyncerSettings) -> tuple[float, ...]:
-    """Order handler retries (database trouble): the same doubling, from 1/4 unit."""
+def handler_retry_delays(settings: SyncerSettings) -> tuple[float, ...]:
+    """Retries of every other handler (database or CRM trouble): the same doubling,
+    from a quarter unit: 15, 30, 60, 120 s by default."""
     return tuple(2**a * settings.retry_unit_s / 8 for a in range(1, settings.handler_max_attempts))
 
 
@@ -63,7 +63,7 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
     """Each queue (with its retry delays), its handler, and its max attempts."""
     plan: list[tuple[QueueSpec, DepsHandler, int]] = [
         (
-            queues.with_retries(queues.ORDERS, order_retry_delays(settings)),
+            queues.with_retries(queues.ORDERS, handler_retry_delays(settings)),
             handle_order,
             settings.handler_max_attempts,
         )
@@ -79,7 +79,7 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
     ):
         plan.append(
             (
-                queues.with_retries(spec, order_retry_delays(settings)),
+                queues.with_retries(spec, handler_retry_delays(settings)),
                 app_handler,
                 settings.handler_max_attempts,
             )
@@ -102,7 +102,7 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
     for job, job_handler in job_handlers:
         plan.append(
             (
-                queues.with_retries(JOB_QUEUES[job], order_retry_delays(settings)),
+                queues.with_retries(JOB_QUEUES[job], handler_retry_delays(settings)),
                 job_handler,
                 settings.handler_max_attempts,
             )
@@ -153,27 +153,11 @@ class Syncer:
             pool=pool,
             crm=CrmReader(self._crm_pool, default_region=s.phone_default_region),
             broker=self.broker,
-            shopify=ShopifyClient(
-                self._http,
-                base_url=s.shopify_base_url,
-                access_token=s.shopify_access_token.get_secret_value(),
-                api_version=s.shopify_api_version,
-                limiter=limiter_per_s(s.shopify_rate_per_s),
-                timeout_s=s.http_timeout_s,
-                # One call per attempt: the retry queues own the backoff, so the
-                # action row's attempts count provider calls.
-                max_tries=1,
-            ),
+            # One call per attempt: the retry queues own the backoff, so a provider
+            # action's attempts count provider calls.
+            shopify=ShopifyClient.from_settings(self._http, s, max_tries=1),
+            commerce7=Commerce7Client.from_settings(self._http, s, max_tries=1),
             hubspot=HubSpotClient.from_settings(self._http, s),
-            commerce7=Commerce7Client(
-                self._http,
-                base_url=s.commerce7_base_url,
-                app_id=s.commerce7_app_id,
-                app_secret=s.commerce7_app_secret.get_secret_value(),
-                limiter=limiter_per_s(s.commerce7_rate_per_s),
-                timeout_s=s.http_timeout_s,
-                max_tries=1,
-            ),
         )
         deps = self.deps
         deps.contact_pushes = Coalescer(

@@ -152,7 +152,7 @@ class Commerce7Client:
 
     @classmethod
     def from_settings(
-        cls, session: aiohttp.ClientSession, settings: ProviderSettings
+        cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
     ) -> Commerce7Client:
         """A client for ``CRMSYNC_COMMERCE7_*`` with its own limiter; build one per process."""
         return cls(
@@ -162,6 +162,7 @@ class Commerce7Client:
             app_secret=settings.commerce7_app_secret.get_secret_value(),
             limiter=limiter_per_s(settings.commerce7_rate_per_s),
             timeout_s=settings.http_timeout_s,
+            max_tries=max_tries,
         )
 
     async def list_club_memberships(

@@ -179,7 +179,7 @@ class ShopifyClient:
 
     @classmethod
     def from_settings(
-        cls, session: aiohttp.ClientSession, settings: ProviderSettings
+        cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
     ) -> ShopifyClient:
         """A client for ``CRMSYNC_SHOPIFY_*`` with its own limiter; build one per process."""
         return cls(
@@ -189,6 +189,7 @@ class ShopifyClient:
             api_version=settings.shopify_api_version,
             limiter=limiter_per_s(settings.shopify_rate_per_s),
             timeout_s=settings.http_timeout_s,
+            max_tries=max_tries,
         )
 
     async def add_customer_tags(self, customer_id: int | str, tags: Sequence[str]) -> None:

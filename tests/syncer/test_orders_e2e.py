@@ -9,7 +9,6 @@ from typing import Any
 from tests.conftest import eventually
 from tests.helpers import (
     COMMERCE7_WEBHOOK,
-    SHOPIFY_ORDER,
     commerce7_webhook,
     post_commerce7,
     post_shopify,
@@ -182,7 +181,3 @@ async def test_a_same_tier_order_extends_the_enrolment(http, intake, syncer, db)
     )
     assert await db.fetchval("SELECT count(*) FROM enrolments") == 1
     assert await db.fetchval("SELECT count(*) FROM provider_actions") == 1
-
-
-async def test_reference_order_bytes_are_unchanged() -> None:
-    assert len(SHOPIFY_ORDER) > 25_000
