@@ -117,7 +117,11 @@ def dev(with_sandbox: bool, syncers: int) -> None:
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Intake base URL.")
 @click.option("--webhook-id", default=None, help="X-Shopify-Webhook-Id [default: a new UUID].")
 def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: str | None) -> None:
-    """Sign FILE's exact bytes as the provider would and POST it to intake."""
+    """Sign FILE's exact bytes as the provider would and POST it to intake.
+
+    Shopify: HMAC with CRMSYNC_SHOPIFY_WEBHOOK_SECRET. Commerce7: Basic auth with
+    CRMSYNC_COMMERCE7_WEBHOOK_USERNAME / _PASSWORD (from the environment or .env).
+    """
     from services.intake.auth import shopify_hmac
 
     body = file.read_bytes()

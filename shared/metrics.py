@@ -30,7 +30,7 @@ PROVIDER_ACTIONS = Counter(
 )
 HTTP_REQUESTS = Counter(
     "crmsync_http_requests_total",
-    "HTTP requests answered, by route and status.",
+    "HTTP requests answered, by route template (never the raw path) and status.",
     ["route", "status"],
 )
 PUBLISH_SECONDS = Histogram(
@@ -41,7 +41,8 @@ PUBLISH_SECONDS = Histogram(
 PUBLISH_FAILURES = Counter("crmsync_publish_failures_total", "Publishes that got no confirm.")
 WEBHOOKS_IGNORED = Counter(
     "crmsync_webhooks_ignored_total",
-    "Webhooks accepted (2xx) but not handled, by provider and topic.",
+    "Webhooks accepted (2xx) but not handled, by provider and topic (known topics only, "
+    "others as `other`).",
     ["provider", "topic"],
 )
 BROKER_READY = Gauge("crmsync_broker_ready", "1 while connected to RabbitMQ.")

@@ -84,10 +84,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render errors as problem+json and count every answer by route and status."""
-    route = (
-        request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
-    )
+    """Render errors as problem+json and count every answer by route and status.
+
+    The ``route`` label is the matched route's template (``/v1/runs/{id}``), ``-`` when
+    no route matched: never the raw path, which any caller could fill with new label
+    values (and so new time series) without bound.
+    """
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "-"
     try:
         response = await handler(request)
     except Problem as problem:

@@ -87,8 +87,17 @@ class IntakeSettings(CommonSettings):
     intake_port: int = 8080
     # Shopify signs with the app's client secret (WEBHOOKS.md §3).
     shopify_webhook_secret: SecretStr = SecretStr("")
+    # The secret before a rotation, also accepted: Shopify keeps signing with the old
+    # one for up to an hour after the switch. Empty once the rotation is over.
+    shopify_webhook_secret_previous: SecretStr = SecretStr("")
+    # Basic credentials Commerce7 sends with each webhook. Without them every Commerce7
+    # webhook is refused (401), unless commerce7_allow_unauthenticated says otherwise.
     commerce7_webhook_username: str = ""
     commerce7_webhook_password: SecretStr = SecretStr("")
+    # The password before a rotation, also accepted while the webhook is re-saved.
+    commerce7_webhook_password_previous: SecretStr = SecretStr("")
+    # Local use only: accept Commerce7 webhooks without Basic credentials when none are set.
+    commerce7_allow_unauthenticated: bool = False
     commerce7_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Largest request body accepted, in bytes (1 MiB); a Shopify order is ~30 KB.
     max_body_bytes: int = 1_048_576

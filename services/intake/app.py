@@ -12,6 +12,7 @@ from services.intake.keys import broker_key, replies_key, settings_key
 from services.intake.openapi import openapi_document
 from services.intake.profiles import login_event, refresh_packages, refresh_status
 from services.intake.replies import Replies
+from services.intake.security import warn_on_startup
 from services.intake.webhooks.commerce7 import commerce7_webhook
 from services.intake.webhooks.shopify import shopify_webhook
 from shared import queues
@@ -26,10 +27,6 @@ log = structlog.get_logger(__name__)
 
 async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    if not settings.shopify_webhook_secret.get_secret_value():
-        log.warning("intake.no_shopify_secret", hint="set CRMSYNC_SHOPIFY_WEBHOOK_SECRET")
-    if not settings.commerce7_tenants:
-        log.warning("intake.no_commerce7_tenants", hint="set CRMSYNC_COMMERCE7_TENANTS")
     broker = Broker(
         settings.amqp_url.get_secret_value(),
         Topology(settings.amqp_namespace),
@@ -65,6 +62,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
     """Build intake. The broker connects in the background on startup."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
     app[settings_key] = settings
+    app.on_startup.append(warn_on_startup)
     app.cleanup_ctx.append(_broker_ctx)
     app.router.add_post("/webhooks/shopify", shopify_webhook)
     app.router.add_post("/webhooks/commerce7", commerce7_webhook)

@@ -16,6 +16,7 @@ from services.intake.auth import verify_shopify_hmac
 from services.intake.keys import settings_key
 from services.intake.publish import publish_or_503
 from services.intake.webhooks.body import parse_body
+from services.intake.webhooks.topics import shopify_topic_label
 from shared.events import CloudEvent
 from shared.messages.orders import SHOPIFY_ORDER_TOPICS, ShopifyOrder, shopify_event_type
 from shared.metrics import WEBHOOKS_IGNORED
@@ -50,7 +51,10 @@ async def shopify_webhook(request: web.Request) -> web.Response:
     settings = request.app[settings_key]
     body = await request.read()
     if not verify_shopify_hmac(
-        body, _header(request, "Hmac-Sha256"), settings.shopify_webhook_secret.get_secret_value()
+        body,
+        _header(request, "Hmac-Sha256"),
+        settings.shopify_webhook_secret.get_secret_value(),
+        settings.shopify_webhook_secret_previous.get_secret_value(),
     ):
         raise Problem(401, "Unauthorized", "X-Shopify-Hmac-Sha256 does not match the body")
     topic = _header(request, "Topic")
@@ -59,7 +63,7 @@ async def shopify_webhook(request: web.Request) -> web.Response:
         missing = "X-Shopify-Topic" if not topic else "X-Shopify-Webhook-Id"
         raise Problem(400, "Bad Request", f"missing header {missing}")
     if topic not in SHOPIFY_ORDER_TOPICS:
-        WEBHOOKS_IGNORED.labels("shopify", topic).inc()
+        WEBHOOKS_IGNORED.labels("shopify", shopify_topic_label(topic)).inc()
         log.info("webhook.ignored", provider="shopify", topic=topic, webhook_id=webhook_id)
         return web.json_response({"status": "ignored", "topic": topic})
     order = parse_body(ShopifyOrder, body)
