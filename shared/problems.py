@@ -66,8 +66,13 @@ class Problem(Exception):
 
 
 def pointer(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as a JSON Pointer (RFC 6901)."""
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in loc)
+    """A pydantic error location as a JSON Pointer (RFC 6901).
+
+    A bad dictionary key is reported by pydantic at ``(..., key, "[key]")``: the
+    pointer names the key's member, ``/credits/gold_stars``.
+    """
+    parts = [p for p in loc if p != "[key]"]
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def validation_problem(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Problem:

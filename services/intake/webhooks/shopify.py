@@ -7,7 +7,7 @@ which Shopify calls the idempotency key: its retries (8 over 4 hours) keep it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiohttp import web
@@ -30,13 +30,28 @@ def _header(request: web.Request, name: str) -> str | None:
     return request.headers.get(f"X-Shopify-{name}") or request.headers.get(f"shopify-{name}")
 
 
+# A webhook triggered further than this from now has a wrong X-Shopify-Triggered-At
+# (the header is not signed): the envelope takes the time of receipt instead.
+_MAX_TRIGGER_SKEW = timedelta(days=1)
+
+
 def _triggered_at(value: str | None) -> datetime:
+    """``X-Shopify-Triggered-At`` in UTC when it parses, has an offset and is within a
+    day of now (Shopify retries for 4 hours); the time of receipt otherwise."""
+    now = datetime.now(UTC)
     if value:
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            pass
-    return datetime.now(UTC)
+            return now
+        if parsed.tzinfo is not None:
+            try:
+                utc = parsed.astimezone(UTC)
+            except OverflowError:
+                return now
+            if abs(utc - now) <= _MAX_TRIGGER_SKEW + timedelta(hours=4):
+                return utc
+    return now
 
 
 async def shopify_webhook(request: web.Request) -> web.Response:
