@@ -124,7 +124,8 @@ class _Model(BaseModel):
 
 _KEYS = ("hubspotId", "studentId", "email")
 # An email as intake accepts it: something@something, no spaces or control characters.
-EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+# (No ``\s``: Python, Rust and ECMA-262 disagree on which characters it names.)
+EMAIL_PATTERN = r"^[^@ \x00-\x1f\x7f]+@[^@ \x00-\x1f\x7f]+$"
 
 
 class ContactRef(_Model):

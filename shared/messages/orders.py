@@ -10,16 +10,24 @@ field is ignored, so new provider fields never break validation.
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messages.types import (
+    BigInt,
+    EventTime,
+    Identifier,
+    Money,
+    SignedBigInt,
+    Text,
+)
 
 # Event types (= routing keys). Shopify topics map "orders/paid" -> "shopify.orders.paid".
 SHOPIFY_ORDER_TOPICS = frozenset(
     {"orders/create", "orders/paid", "orders/updated", "orders/cancelled"}
 )
 COMMERCE7_ORDER_ACTIONS = frozenset({"Create", "Update"})
+# ISO 4217 codes, as Shopify writes them.
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 
 def shopify_event_type(topic: str) -> str:
@@ -35,61 +43,61 @@ class _Lenient(BaseModel):
 
 
 class ShopifyCustomerRef(_Lenient):
-    id: int
-    email: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    phone: str | None = None
+    id: BigInt
+    email: Text | None = None
+    first_name: Text | None = None
+    last_name: Text | None = None
+    phone: Text | None = None
 
 
 class ShopifyOrder(_Lenient):
     """A Shopify order webhook body. Money fields are decimal strings in ``currency``."""
 
-    id: int
-    name: str | None = None
-    order_number: int | None = None
-    email: str | None = None
-    currency: str = Field(min_length=3, max_length=3)
-    total_price: Decimal
-    subtotal_price: Decimal | None = None
+    id: BigInt
+    name: Text | None = None
+    order_number: BigInt | None = None
+    email: Text | None = None
+    currency: str = Field(pattern=CURRENCY_PATTERN)
+    total_price: Money
+    subtotal_price: Money | None = None
     # After order edits, returns and refunds (Shopify's "current_*" fields).
-    current_subtotal_price: Decimal | None = None
-    financial_status: str | None = None
-    cancelled_at: datetime | None = None
-    processed_at: datetime | None = None
-    updated_at: datetime | None = None
+    current_subtotal_price: Money | None = None
+    financial_status: Text | None = None
+    cancelled_at: EventTime | None = None
+    processed_at: EventTime | None = None
+    updated_at: EventTime | None = None
     customer: ShopifyCustomerRef | None = None
-    test: bool = False
+    test: bool = Field(default=False, strict=True)
 
 
 class Commerce7Email(_Lenient):
-    email: str
+    email: Text
 
 
 class Commerce7Phone(_Lenient):
-    phone: str
+    phone: Text
 
 
 class Commerce7CustomerRef(_Lenient):
-    id: str
-    first_name: str | None = Field(default=None, alias="firstName")
-    last_name: str | None = Field(default=None, alias="lastName")
+    id: Identifier
+    first_name: Text | None = Field(default=None, alias="firstName")
+    last_name: Text | None = Field(default=None, alias="lastName")
     emails: list[Commerce7Email] = []
     phones: list[Commerce7Phone] = []
 
 
 class Commerce7AddressRef(_Lenient):
-    customer_address_id: str | None = Field(default=None, alias="customerAddressId")
+    customer_address_id: Identifier | None = Field(default=None, alias="customerAddressId")
 
 
 class Commerce7CreditCard(_Lenient):
-    customer_credit_card_id: str | None = Field(default=None, alias="customerCreditCardId")
+    customer_credit_card_id: Identifier | None = Field(default=None, alias="customerCreditCardId")
 
 
 class Commerce7Tender(_Lenient):
     """A payment; a card tender names the card on file in ``creditCard``."""
 
-    customer_credit_card_id: str | None = Field(default=None, alias="customerCreditCardId")
+    customer_credit_card_id: Identifier | None = Field(default=None, alias="customerCreditCardId")
     credit_card: Commerce7CreditCard | None = Field(default=None, alias="creditCard")
 
     @property
@@ -101,17 +109,17 @@ class Commerce7Tender(_Lenient):
 class Commerce7Order(_Lenient):
     """A Commerce7 Order. Money fields are integer cents (NOTES.md §3)."""
 
-    id: str
-    order_number: int | None = Field(default=None, alias="orderNumber")
-    customer_id: str = Field(alias="customerId")
+    id: Identifier = Field(min_length=1)
+    order_number: BigInt | None = Field(default=None, alias="orderNumber")
+    customer_id: Identifier = Field(alias="customerId", min_length=1)
     customer: Commerce7CustomerRef | None = None
-    payment_status: str = Field(alias="paymentStatus")
-    purchase_type: str | None = Field(default=None, alias="purchaseType")
-    sub_total: int = Field(alias="subTotal")
-    total: int
-    order_paid_date: datetime | None = Field(default=None, alias="orderPaidDate")
-    updated_at: datetime | None = Field(default=None, alias="updatedAt")
-    order_delivery_method: str | None = Field(default=None, alias="orderDeliveryMethod")
+    payment_status: Text = Field(alias="paymentStatus")
+    purchase_type: Text | None = Field(default=None, alias="purchaseType")
+    sub_total: SignedBigInt = Field(alias="subTotal")
+    total: SignedBigInt
+    order_paid_date: EventTime | None = Field(default=None, alias="orderPaidDate")
+    updated_at: EventTime | None = Field(default=None, alias="updatedAt")
+    order_delivery_method: Text | None = Field(default=None, alias="orderDeliveryMethod")
     bill_to: Commerce7AddressRef | None = Field(default=None, alias="billTo")
     ship_to: Commerce7AddressRef | None = Field(default=None, alias="shipTo")
     tenders: list[Commerce7Tender] = []
@@ -120,11 +128,11 @@ class Commerce7Order(_Lenient):
 class Commerce7Envelope(_Lenient):
     """Any Commerce7 webhook: what intake checks before it knows the object."""
 
-    object: str
-    action: str
-    tenant_id: str = Field(alias="tenantId", min_length=1)
-    user: str | None = None
-    web_hook_id: str | None = Field(default=None, alias="webHookId")
+    object: Text
+    action: Text
+    tenant_id: Identifier = Field(alias="tenantId", min_length=1)
+    user: Text | None = None
+    web_hook_id: Text | None = Field(default=None, alias="webHookId")
 
 
 class Commerce7OrderWebhook(Commerce7Envelope):

@@ -6,7 +6,7 @@ field's JSON Pointer); nothing that passes can fail later in the syncer:
 
 - text never holds NUL (Postgres ``text`` and ``jsonb`` refuse ``\\u0000``);
   identifiers hold no control character at all (they travel in AMQP headers and logs);
-- integers are JSON integers (no ``"1"``, ``true`` or ``1.5``) that fit the column
+- integers are JSON integers (``2`` or ``2.0``; no ``"2"``, ``true`` or ``1.5``) that fit the column
   they go to (``bigint``: 2^63 - 1, ``integer``: 2^31 - 1);
 - times are RFC 3339 date-times with an offset, in the years 1970 to 2099: a time
   before the Unix epoch cannot be an AMQP ``timestamp`` (unsigned), and one far in
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
@@ -51,10 +52,28 @@ Identifier = Annotated[str, Field(pattern=NO_CONTROL)]
 AsciiKey = Annotated[str, Field(pattern=PRINTABLE_ASCII)]
 """A key that becomes part of an event id: printable ASCII."""
 
-BigInt = Annotated[int, Field(strict=True, ge=0, le=BIGINT_MAX)]
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's "integer" is any number with a zero fraction (2.0 and 2e3 too), and
+    # nothing else: not "2", not true.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"an integer is required, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"an integer is required, got {value!r}")
+        return int(value)
+    return value
+
+
+BigInt = Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_json_integer)]
 """A non-negative JSON integer that fits ``bigint`` (versions)."""
 
-Int4 = Annotated[int, Field(strict=True, ge=0, le=INT4_MAX)]
+SignedBigInt = Annotated[
+    int, Field(ge=-BIGINT_MAX, le=BIGINT_MAX), BeforeValidator(_json_integer)
+]
+"""A JSON integer that fits ``bigint`` (amounts in minor units, which refunds make negative)."""
+
+Int4 = Annotated[int, Field(ge=0, le=INT4_MAX), BeforeValidator(_json_integer)]
 """A non-negative JSON integer that fits ``integer`` (balances)."""
 
 
@@ -93,6 +112,28 @@ Day = Annotated[
     WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
 ]
 """A calendar date, ``2026-12-01``."""
+
+
+# A decimal amount as providers write it ("598.94"): at most 12 integer digits, so its
+# minor units fit ``bigint`` whatever the currency's exponent.
+MONEY_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"
+_MONEY = re.compile(MONEY_PATTERN)
+
+
+def _money(value: Any) -> Any:
+    if isinstance(value, Decimal):  # built in Python, not read from JSON
+        return value
+    if not isinstance(value, str) or _MONEY.fullmatch(value) is None:
+        raise ValueError(f'a decimal string like "598.94" is required, got {value!r}')
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
+]
+"""A money amount as a decimal string, in the currency's major unit."""
 
 
 def utc_event_time(value: datetime) -> datetime:

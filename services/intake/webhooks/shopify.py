@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from services.intake.auth import verify_shopify_hmac
 from services.intake.keys import settings_key
@@ -23,6 +24,12 @@ from shared.metrics import WEBHOOKS_IGNORED
 from shared.problems import Problem
 
 log = structlog.get_logger(__name__)
+
+
+class _AnyObject(BaseModel):
+    """Any JSON object: the body of a topic crmsync does not read."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def _header(request: web.Request, name: str) -> str | None:
@@ -57,7 +64,8 @@ def _triggered_at(value: str | None) -> datetime:
 async def shopify_webhook(request: web.Request) -> web.Response:
     """Verify, validate, publish, then answer 200 (Shopify waits 5 s at most).
 
-    Errors: 401 bad or missing signature; 400 missing headers or malformed JSON;
+    Errors: 401 bad or missing signature; 400 missing headers, malformed JSON or a
+    body that is not a JSON object (for every topic);
     413 body over the limit; 422 an order without the fields crmsync needs (with
     their JSON Pointers); 503 broker unavailable. Topics crmsync does not handle get
     200 and are counted in ``crmsync_webhooks_ignored_total``, so Shopify does not
@@ -78,6 +86,7 @@ async def shopify_webhook(request: web.Request) -> web.Response:
         missing = "X-Shopify-Topic" if not topic else "X-Shopify-Webhook-Id"
         raise Problem(400, "Bad Request", f"missing header {missing}")
     if topic not in SHOPIFY_ORDER_TOPICS:
+        parse_body(_AnyObject, body)  # 400 unless a JSON object, whatever the topic
         WEBHOOKS_IGNORED.labels("shopify", shopify_topic_label(topic)).inc()
         log.info("webhook.ignored", provider="shopify", topic=topic, webhook_id=webhook_id)
         return web.json_response({"status": "ignored", "topic": topic})
