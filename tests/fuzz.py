@@ -69,6 +69,14 @@ def serve_in_thread(start: Callable[[], Awaitable[Started]]) -> Iterator[str]:
         loop.close()
 
 
+def fuzz_config(schemes: dict[str, dict[str, str]]) -> Any:
+    """Schemathesis' configuration: every check on (its default), credentials per
+    security scheme of the document, so it can also leave them out on purpose."""
+    from schemathesis.config import SchemathesisConfig
+
+    return SchemathesisConfig.from_dict({"auth": {"openapi": schemes}})
+
+
 async def run_app(app: Any) -> Started:
     runner, url = await start_app(app)
     return url, runner.cleanup

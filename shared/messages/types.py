@@ -53,7 +53,7 @@ AsciiKey = Annotated[str, Field(pattern=PRINTABLE_ASCII)]
 """A key that becomes part of an event id: printable ASCII."""
 
 
-def _json_integer(value: Any) -> Any:
+def json_integer(value: Any) -> Any:
     # JSON Schema's "integer" is any number with a zero fraction (2.0 and 2e3 too), and
     # nothing else: not "2", not true.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -65,15 +65,13 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-BigInt = Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(_json_integer)]
+BigInt = Annotated[int, Field(ge=0, le=BIGINT_MAX), BeforeValidator(json_integer)]
 """A non-negative JSON integer that fits ``bigint`` (versions)."""
 
-SignedBigInt = Annotated[
-    int, Field(ge=-BIGINT_MAX, le=BIGINT_MAX), BeforeValidator(_json_integer)
-]
+SignedBigInt = Annotated[int, Field(ge=-BIGINT_MAX, le=BIGINT_MAX), BeforeValidator(json_integer)]
 """A JSON integer that fits ``bigint`` (amounts in minor units, which refunds make negative)."""
 
-Int4 = Annotated[int, Field(ge=0, le=INT4_MAX), BeforeValidator(_json_integer)]
+Int4 = Annotated[int, Field(ge=0, le=INT4_MAX), BeforeValidator(json_integer)]
 """A non-negative JSON integer that fits ``integer`` (balances)."""
 
 
