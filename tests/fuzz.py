@@ -41,6 +41,14 @@ Started = tuple[str, Callable[[], Awaitable[None]]]
 def serve_in_thread(start: Callable[[], Awaitable[Started]]) -> Iterator[str]:
     """Run ``start()`` (→ base URL, async stop) on a loop of its own; yield the URL."""
     loop = asyncio.new_event_loop()
+    # Formatting a traceback in this thread while Hypothesis reads source files in the
+    # main one has crashed CPython 3.11; keep the loop's unhandled errors as text.
+    unhandled: list[str] = []
+    loop.set_exception_handler(
+        lambda _, context: unhandled.append(
+            f"{context.get('message')}: {context.get('exception')!r}"
+        )
+    )
     ready: dict[str, Any] = {}
     started = threading.Event()
 
@@ -67,6 +75,8 @@ def serve_in_thread(start: Callable[[], Awaitable[Started]]) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
         loop.close()
+        if unhandled:
+            print("unhandled in the app loop:", *unhandled[:20], sep="\n  ")
 
 
 def fuzz_config(schemes: dict[str, dict[str, str]]) -> Any:
