@@ -200,8 +200,13 @@ class SchedulerSettings(CommonSettings):
 
     scheduler_host: str = "127.0.0.1"
     scheduler_port: int = 8082
-    # Bearer token of the admin API; empty = every /v1 request is refused (401).
+    # Bearer token of the admin API's ``admin`` role (the CLI sends it); with every role's
+    # token empty, every /v1 request is refused (401).
     admin_token: SecretStr = SecretStr("")
+    # Tokens of the lower roles (services/scheduler/auth.py): operators trigger runs,
+    # replay and retry; viewers only read. Empty = that role has no token.
+    admin_operator_token: SecretStr = SecretStr("")
+    admin_viewer_token: SecretStr = SecretStr("")
     # Where the CLI (crmsync jobs / trigger / runs) finds the admin API.
     admin_url: str = "http://127.0.0.1:8082"
     # Longest sleep of the tick loop, in seconds; it wakes earlier for a due tick.

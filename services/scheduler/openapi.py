@@ -16,7 +16,8 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_UNAUTHORIZED = problem("Missing or wrong bearer token (CRMSYNC_ADMIN_TOKEN).")
+_UNAUTHORIZED = problem("Missing or wrong bearer token (any role's).")
+_FORBIDDEN = problem("The token's role is too low for this operation (needs `operator`).")
 _NO_JOB = problem("No job of that name.")
 _BAD_QUERY = problem("A query parameter out of range; `errors[].parameter` names it.")
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -97,7 +98,10 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
             "title": "crmsync scheduler admin API",
             "version": "1.0.0",
             "description": "Jobs, their schedules and run history; trigger a run with "
-            "parameters. Every /v1 route needs `Authorization: Bearer <CRMSYNC_ADMIN_TOKEN>`.",
+            "parameters. Every /v1 route needs `Authorization: Bearer <token>` of a role: "
+            "`viewer` (CRMSYNC_ADMIN_VIEWER_TOKEN) reads, `operator` "
+            "(CRMSYNC_ADMIN_OPERATOR_TOKEN) also triggers runs, `admin` "
+            "(CRMSYNC_ADMIN_TOKEN) may do everything.",
         },
         "paths": {
             "/v1/jobs": {
@@ -182,6 +186,7 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
                         },
                         "400": problem("The body is not a JSON object."),
                         "401": _UNAUTHORIZED,
+                        "403": _FORBIDDEN,
                         "404": _NO_JOB,
                         "409": problem("The job is disabled in the settings."),
                         "413": problem("Body over 64 KiB."),
@@ -216,7 +221,12 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "CRMSYNC_ADMIN_TOKEN"}
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a role's token: CRMSYNC_ADMIN_VIEWER_TOKEN, "
+                    "CRMSYNC_ADMIN_OPERATOR_TOKEN or CRMSYNC_ADMIN_TOKEN (admin)",
+                }
             },
             "schemas": {
                 **params,
