@@ -88,6 +88,7 @@ async def test_a_refund_below_gold_moves_the_customer_down_to_silver(
     http, intake, syncer, sandbox, db
 ) -> None:
     await paid(http, intake, id=1001, current_subtotal_price="200.00")  # Silver
+    await eventually(lambda: settled(db, 1))
     await paid(http, intake, id=1002, current_subtotal_price="600.00")  # Gold
     await eventually(lambda: settled(db, 2))
     assert await shopify_tags(http, sandbox, SHOPIFY_CUSTOMER) == ["crmsync-tier-gold"]

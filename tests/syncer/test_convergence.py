@@ -13,6 +13,7 @@ import pytest
 from services.syncer.consumers.membership_actions import Claim, claim, handle_membership_action
 from services.syncer.consumers.orders import handle_order
 from services.syncer.desired import read_desired
+from services.syncer.leases import Lease, LeaseLostError, hold, try_acquire
 from services.syncer.providers import converge_commerce7, converge_shopify
 from shared.broker import Broker
 from shared.events import CloudEvent
@@ -277,8 +278,10 @@ async def test_every_action_message_redelivered_changes_nothing(
     assert (await post_commerce7(http, intake, json.dumps(bigger).encode()))[0] == 200
 
     async def settled() -> bool:
-        return await db.fetchval(
-            "SELECT count(*) = 4 AND bool_and(status = 'completed') FROM provider_actions"
+        # Four orders handled (in any order: a Gold handled first makes Silver "kept").
+        handled = await db.fetchval("SELECT count(*) = 4 FROM processed_messages")
+        return handled and await db.fetchval(
+            "SELECT bool_and(status = 'completed') FROM provider_actions"
         )
 
     await eventually(settled, timeout_s=15)
@@ -326,3 +329,45 @@ async def test_a_transient_failure_is_retried_and_the_action_completes(
         await run(deps, add, attempt=2)
     assert await statuses(db) == ["completed", "completed"]
     assert await wrong_at_providers(db, http, sandbox) == []
+
+
+async def test_a_lease_is_renewed_while_a_slow_provider_call_runs(
+    database, namespace, sandbox, http, db
+) -> None:
+    settings = syncer_settings(
+        database, namespace, sandbox, provider_lease_s=1.2, http_timeout_s=1.0
+    )
+    async with direct_deps(settings, http) as deps:
+        add, upgrade = await silver_then_gold(deps, "shopify")
+        # Read and write take 0.8 s each: the reconcile outlives one lease length.
+        await add_fault(http, sandbox, provider="shopify", latency_ms=800)
+        running = asyncio.create_task(run(deps, add))
+        await asyncio.sleep(1.4)
+        assert await claim(db, upgrade["id"], 30) == "busy"  # renewed, not expired
+        await running
+    assert await statuses(db) == ["completed", "completed"]
+    assert await shopify_tags(http, sandbox, SHOPIFY_CUSTOMER) == [GOLD_TAG]
+
+
+async def test_work_whose_lease_is_taken_over_is_cancelled(db, database) -> None:
+    customer_id = await db.fetchval(
+        "INSERT INTO customers (provider, external_id) VALUES ('shopify', '1') RETURNING id"
+    )
+    lease = Lease(customer_id, "replica-a", 0.6)
+    async with db.acquire() as conn:
+        assert await try_acquire(conn, lease)
+    finished = []
+
+    async def slow_provider_calls() -> None:
+        await asyncio.sleep(3)
+        finished.append(True)
+
+    async def steal() -> None:
+        await asyncio.sleep(0.1)
+        await db.execute("UPDATE provider_leases SET owner = 'replica-b'")
+
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(LeaseLostError):
+        await asyncio.gather(hold(db, lease, slow_provider_calls), steal())
+    assert asyncio.get_running_loop().time() - started < 1.0  # at the next renewal
+    assert finished == []
