@@ -132,12 +132,15 @@ async def test_kill_9_twice_during_silver_then_gold_leaves_no_customer_wrong(
     commerce7_reads = sum(c["method"] == "GET" for c in commerce7_calls)
     creates = sum(c["method"] == "POST" for c in commerce7_calls)
     cancels = sum(c["method"] == "PUT" for c in commerce7_calls)
-    # The least a level-triggered action can do: Shopify 1 read + 1 tagsAdd; Commerce7
-    # 1 list + 1 create + 1 check. (Replaying the edges, add then upgrade, takes 3 writes.)
+    # The least per customer: one reconcile after both orders (Shopify read + tagsAdd;
+    # Commerce7 list + create + check), or one per order as each arrives (Shopify 2 + 3;
+    # Commerce7 3 + 4, the Silver membership cancelled).
     print(
-        f"\nprovider calls: shopify {len(shopify_calls)} (minimum {2 * SHOPIFY_CUSTOMERS};"
+        f"\nprovider calls: shopify {len(shopify_calls)} (minimum {2 * SHOPIFY_CUSTOMERS},"
+        f" one reconcile per order {5 * SHOPIFY_CUSTOMERS};"
         f" {shopify_reads} reads, {len(shopify_calls) - shopify_reads} tag writes),"
-        f" commerce7 {len(commerce7_calls)} (minimum {3 * COMMERCE7_CUSTOMERS};"
+        f" commerce7 {len(commerce7_calls)} (minimum {3 * COMMERCE7_CUSTOMERS},"
+        f" one reconcile per order {7 * COMMERCE7_CUSTOMERS};"
         f" {commerce7_reads} lists, {creates} creates, {cancels} cancels),"
         f" attempts {await db.fetchval('SELECT sum(attempts) FROM provider_actions')}"
         f" for {actions} actions; actions in flight at the kills: {killed_in_flight}"
