@@ -87,7 +87,7 @@ def openapi_document() -> dict[str, Any]:
             "/webhooks/shopify": {
                 "post": {
                     "summary": "Shopify order webhook (orders/create, orders/paid, "
-                    "orders/updated, orders/cancelled)",
+                    "orders/updated, orders/cancelled, refunds/create)",
                     "parameters": [
                         {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
                         for n in (
@@ -100,7 +100,12 @@ def openapi_document() -> dict[str, Any]:
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {"$ref": "#/components/schemas/ShopifyOrder"}
+                                "schema": {
+                                    "anyOf": [
+                                        {"$ref": "#/components/schemas/ShopifyOrder"},
+                                        {"$ref": "#/components/schemas/ShopifyRefund"},
+                                    ]
+                                }
                             }
                         },
                     },
@@ -188,6 +193,13 @@ def openapi_document() -> dict[str, Any]:
                         "financial_status": {"type": "string"},
                         "customer": {"type": "object", "required": ["id"]},
                     },
+                },
+                "ShopifyRefund": {
+                    "type": "object",
+                    "description": "Shopify's Refund resource as the refunds/create webhook "
+                    "body (the fields crmsync reads; it then reads the order itself).",
+                    "required": ["id", "order_id"],
+                    "properties": {"id": {"type": "integer"}, "order_id": {"type": "integer"}},
                 },
                 "Commerce7Webhook": {
                     "type": "object",
