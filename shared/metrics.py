@@ -25,7 +25,8 @@ OUTBOX_FAILURES = Counter(
 )
 PROVIDER_ACTIONS = Counter(
     "crmsync_provider_actions_total",
-    "Provider actions finished, by provider, kind and outcome (completed, retried, failed).",
+    "Provider action attempts, by provider, kind and outcome (completed, retried, failed,"
+    " lease_busy).",
     ["provider", "kind", "outcome"],
 )
 HTTP_REQUESTS = Counter(

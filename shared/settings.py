@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -119,6 +119,16 @@ class SyncerSettings(CommonSettings, ProviderSettings):
     prefetch_count: int = 32
     # Attempts of a provider action before it stays ``failed`` (design W2).
     action_max_attempts: int = 5
+    # A provider action holds its customer's lease this long (seconds) and renews it every
+    # third of it while its provider calls run; a crashed holder's lease is taken over
+    # once it has expired. Longer than one provider call (``http_timeout_s``).
+    provider_lease_s: float = Field(default=30.0, gt=0)
+    # An action whose customer's lease is busy comes back after this many seconds
+    # (not counted as an attempt).
+    provider_lease_retry_s: float = Field(default=1.0, gt=0)
+    # A cancelled order, or one refunded below its tier's amount, revokes the enrolment
+    # it earned (or moves it to what the customer's other paid orders qualify for).
+    membership_revoke_on_refund: bool = True
     # Retry delay = 2**attempt * this unit: 60 s gives 2, 4, 8, 16 minutes.
     retry_unit_s: float = 60.0
     # Attempts of an event handler (orders, ...) before its message is dead-lettered.
@@ -139,6 +149,14 @@ class SyncerSettings(CommonSettings, ProviderSettings):
     crm_statement_timeout_ms: int = 5000
     # ISO 3166 region for phone numbers written without a country code (app and CRM).
     phone_default_region: str = "US"
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_call(self) -> SyncerSettings:
+        if self.provider_lease_s <= self.http_timeout_s:
+            raise ValueError(
+                "provider_lease_s must be longer than http_timeout_s: a lease covers whole calls"
+            )
+        return self
 
 
 class SandboxSettings(BaseSettings):
@@ -209,8 +227,13 @@ class SchedulerSettings(CommonSettings):
 
     scheduler_host: str = "127.0.0.1"
     scheduler_port: int = 8082
-    # Bearer token of the admin API; empty = every /v1 request is refused (401).
+    # Bearer token of the admin API's ``admin`` role (the CLI sends it); with every role's
+    # token empty, every /v1 request is refused (401).
     admin_token: SecretStr = SecretStr("")
+    # Tokens of the lower roles (services/scheduler/auth.py): operators trigger runs,
+    # replay and retry; viewers only read. Empty = that role has no token.
+    admin_operator_token: SecretStr = SecretStr("")
+    admin_viewer_token: SecretStr = SecretStr("")
     # Where the CLI (crmsync jobs / trigger / runs) finds the admin API.
     admin_url: str = "http://127.0.0.1:8082"
     # Longest sleep of the tick loop, in seconds; it wakes earlier for a due tick.

@@ -10,6 +10,7 @@ from shared.messages.orders import (
     Commerce7Envelope,
     Commerce7Order,
     ShopifyOrder,
+    ShopifyRefund,
 )
 from shared.messages.profiles import LoginEvent
 from shared.messages.types import NO_CONTROL
@@ -41,6 +42,7 @@ def _model_schemas() -> dict[str, Any]:
         BookingEvent,
         LoginEvent,
         ShopifyOrder,
+        ShopifyRefund,
         Commerce7Envelope,
         Commerce7Order,
     ):
@@ -148,11 +150,11 @@ def openapi_document() -> dict[str, Any]:
             "/webhooks/shopify": {
                 "post": {
                     "summary": "Shopify order webhook (orders/create, orders/paid, "
-                    "orders/updated, orders/cancelled)",
+                    "orders/updated, orders/cancelled, refunds/create)",
                     "description": "The body is the topic's REST resource, always a JSON "
-                    "object. For the order topics it is a ShopifyOrder "
-                    "(`#/components/schemas/ShopifyOrder`; 422 otherwise); other topics are "
-                    "acknowledged (200, `ignored`) and not read further.",
+                    "object. For the order topics it is a ShopifyOrder, for refunds/create a "
+                    "ShopifyRefund (`#/components/schemas/...`; 422 otherwise); other topics "
+                    "are acknowledged (200, `ignored`) and not read further.",
                     "parameters": [
                         _header(
                             "X-Shopify-Hmac-Sha256",

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 import structlog
 from aiohttp import web
 
-from services.scheduler.admin import bearer_auth, setup_routes
+from services.scheduler.admin import setup_routes
+from services.scheduler.auth import bearer_auth, role_tokens
 from services.scheduler.clock import Clock
 from services.scheduler.jobs import Job
 from services.scheduler.keys import scheduler_key
@@ -71,7 +72,7 @@ def create_app(
     app[scheduler_key] = Scheduler(settings, jobs, clock)
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        if not settings.admin_token.get_secret_value():
+        if not role_tokens(settings):
             log.warning("scheduler.no_admin_token", hint="set CRMSYNC_ADMIN_TOKEN")
         await app[scheduler_key].start(run_loop=run_loop)
         yield

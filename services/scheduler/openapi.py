@@ -20,7 +20,8 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_UNAUTHORIZED = problem("Missing or wrong bearer token (CRMSYNC_ADMIN_TOKEN).")
+_UNAUTHORIZED = problem("Missing or wrong bearer token (any role's).")
+_FORBIDDEN = problem("The token's role is too low for this operation (needs `operator`).")
 _NO_JOB = problem("No job of that name.")
 _BAD_QUERY = problem("A query parameter out of range; `errors[].parameter` names it.")
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -163,6 +164,7 @@ def _trigger(job: Job | None, secured: list[dict[str, list[str]]]) -> dict[str, 
                 },
                 "400": problem("The body is not a JSON object."),
                 "401": _UNAUTHORIZED,
+                "403": _FORBIDDEN,
                 "404": _NO_JOB,
                 "409": problem(
                     "The job is disabled in the settings, or the Idempotency-Key was used "
@@ -188,7 +190,10 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
             "title": "crmsync scheduler admin API",
             "version": "1.0.0",
             "description": "Jobs, their schedules and run history; trigger a run with "
-            "parameters. Every /v1 route needs `Authorization: Bearer <CRMSYNC_ADMIN_TOKEN>`.",
+            "parameters. Every /v1 route needs `Authorization: Bearer <token>` of a role: "
+            "`viewer` (CRMSYNC_ADMIN_VIEWER_TOKEN) reads, `operator` "
+            "(CRMSYNC_ADMIN_OPERATOR_TOKEN) also triggers runs, `admin` "
+            "(CRMSYNC_ADMIN_TOKEN) may do everything.",
         },
         "paths": {
             "/v1/jobs": {
@@ -249,7 +254,12 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "CRMSYNC_ADMIN_TOKEN"}
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a role's token: CRMSYNC_ADMIN_VIEWER_TOKEN, "
+                    "CRMSYNC_ADMIN_OPERATOR_TOKEN or CRMSYNC_ADMIN_TOKEN (admin)",
+                }
             },
             "schemas": {
                 **params,

@@ -85,9 +85,12 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
             )
         )
     for spec in queues.MEMBERSHIP_ACTIONS.values():
+        # Plus the short delay of an action whose customer's lease is busy (appended
+        # last: the attempts' own delays keep their positions).
+        delays = (*action_retry_delays(settings), settings.provider_lease_retry_s)
         plan.append(
             (
-                queues.with_retries(spec, action_retry_delays(settings)),
+                queues.with_retries(spec, delays),
                 handle_membership_action,
                 settings.action_max_attempts,
             )

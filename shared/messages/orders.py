@@ -6,6 +6,14 @@ the bare REST Order resource, WEBHOOKS.md §1) and
 ``reference/commerce7/webhook_order_create.json`` (Commerce7's envelope
 ``{object, action, payload, user, tenantId, webHookId}``, NOTES.md §3). Every other
 field is ignored, so new provider fields never break validation.
+
+A ``refunds/create`` body is Shopify's REST Refund resource, bare (WEBHOOKS.md §1: the
+body is "the full REST resource payload for the topic"): ``{id, order_id, created_at,
+processed_at, note, refund_line_items, transactions, order_adjustments, ...}``, the
+shape of ``order["refunds"][i]`` in ``admin-rest-2026-07/order_get_450789469.response.json``
+(topic ``REFUNDS_CREATE`` in https://shopify.dev/docs/api/admin-graphql/2026-01/enums/WebhookSubscriptionTopic).
+An ``orders/cancelled`` body is the Order resource with ``cancelled_at`` and
+``cancel_reason`` set (https://shopify.dev/docs/api/webhooks, topic ``ORDERS_CANCELLED``).
 """
 
 from __future__ import annotations
@@ -22,9 +30,8 @@ from shared.messages.types import (
 )
 
 # Event types (= routing keys). Shopify topics map "orders/paid" -> "shopify.orders.paid".
-SHOPIFY_ORDER_TOPICS = frozenset(
-    {"orders/create", "orders/paid", "orders/updated", "orders/cancelled"}
-)
+SHOPIFY_ORDER_EVENT_PREFIX = "shopify.orders."
+SHOPIFY_REFUND_CREATED = "shopify.refunds.create"
 COMMERCE7_ORDER_ACTIONS = frozenset({"Create", "Update"})
 # ISO 4217 codes, as Shopify writes them.
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
@@ -68,6 +75,40 @@ class ShopifyOrder(_Lenient):
     updated_at: EventTime | None = None
     customer: ShopifyCustomerRef | None = None
     test: bool = Field(default=False, strict=True)
+
+    @property
+    def order_ref(self) -> str:
+        """The order's id, the event's ``subject``."""
+        return str(self.id)
+
+
+class ShopifyRefund(_Lenient):
+    """A ``refunds/create`` body: the Refund resource (see the module docstring).
+
+    Only the order it belongs to is read: the syncer then reads the order itself
+    (``GET orders/{order_id}.json``), whose ``current_subtotal_price`` is net of every
+    refund, so refunds arriving in any order, or twice, come to the same amount.
+    """
+
+    id: BigInt
+    order_id: BigInt
+    created_at: EventTime | None = None
+
+    @property
+    def order_ref(self) -> str:
+        """The refunded order's id, the event's ``subject``."""
+        return str(self.order_id)
+
+
+# The topics crmsync handles, and the model each body is validated with.
+SHOPIFY_TOPIC_MODELS: dict[str, type[ShopifyOrder] | type[ShopifyRefund]] = {
+    "orders/create": ShopifyOrder,
+    "orders/paid": ShopifyOrder,
+    "orders/updated": ShopifyOrder,
+    "orders/cancelled": ShopifyOrder,
+    "refunds/create": ShopifyRefund,
+}
+SHOPIFY_ORDER_TOPICS = frozenset(SHOPIFY_TOPIC_MODELS)
 
 
 class Commerce7Email(_Lenient):
@@ -115,6 +156,9 @@ class Commerce7Order(_Lenient):
     customer: Commerce7CustomerRef | None = None
     payment_status: Text = Field(alias="paymentStatus")
     purchase_type: Text | None = Field(default=None, alias="purchaseType")
+    # The order a refund order refunds ([unconfirmed]: the field is on every order in
+    # reference/commerce7/order.json, its meaning is not documented).
+    previous_order_id: Identifier | None = Field(default=None, alias="previousOrderId")
     sub_total: SignedBigInt = Field(alias="subTotal")
     total: SignedBigInt
     order_paid_date: EventTime | None = Field(default=None, alias="orderPaidDate")

@@ -19,7 +19,7 @@ from services.intake.publish import publish_or_503
 from services.intake.webhooks.body import parse_body
 from services.intake.webhooks.topics import shopify_topic_label
 from shared.events import CloudEvent
-from shared.messages.orders import SHOPIFY_ORDER_TOPICS, ShopifyOrder, shopify_event_type
+from shared.messages.orders import SHOPIFY_ORDER_TOPICS, SHOPIFY_TOPIC_MODELS, shopify_event_type
 from shared.metrics import WEBHOOKS_IGNORED
 from shared.problems import Problem
 
@@ -90,13 +90,13 @@ async def shopify_webhook(request: web.Request) -> web.Response:
         WEBHOOKS_IGNORED.labels("shopify", shopify_topic_label(topic)).inc()
         log.info("webhook.ignored", provider="shopify", topic=topic, webhook_id=webhook_id)
         return web.json_response({"status": "ignored", "topic": topic})
-    order = parse_body(ShopifyOrder, body)
+    order = parse_body(SHOPIFY_TOPIC_MODELS[topic], body)
     shop = _header(request, "Shop-Domain")
     event = CloudEvent.create(
         id=webhook_id,
         type=shopify_event_type(topic),
         source=f"https://{shop}" if shop else "urn:crmsync:intake:shopify",
-        subject=str(order.id),
+        subject=order.order_ref,
         time=_triggered_at(_header(request, "Triggered-At")),
         data=body,
     )
