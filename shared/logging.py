@@ -57,8 +57,10 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # aiormq logs every reconnect attempt at WARNING with a traceback; keep one line.
+    # aiormq logs every reconnect attempt at WARNING with a traceback, aio-pika's robust
+    # connection one line per attempt: the broker task logs once per state change.
     logging.getLogger("aiormq").setLevel(max(numeric, logging.ERROR))
+    logging.getLogger("aio_pika.robust_connection").setLevel(max(numeric, logging.CRITICAL))
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
     if service:
         structlog.contextvars.bind_contextvars(service=service)
