@@ -210,7 +210,12 @@ class OutboxRelay:
         self._away = Streak(log, "outbox.publish_failing", "outbox.recovered")
 
     async def run(self, task: SupervisedTask | None = None) -> None:
-        """Drain, poll, prune, forever. Raises on database errors (for the supervisor)."""
+        """Drain, poll, prune, forever. Raises on database errors (for the supervisor).
+
+        Starts once the broker has connected the first time (it says so itself while
+        it cannot): the task stays ``starting`` until then.
+        """
+        await self.broker.wait_ready(timeout_s=None)
         loop = asyncio.get_running_loop()
         next_gauge = 0.0
         next_prune = loop.time() + PRUNE_INTERVAL_S

@@ -173,6 +173,7 @@ class Scheduler:
             if self._stopping:
                 break
             await self.clock.sleep(pause)
+        await asyncio.Event().wait()  # stopping: the supervisor cancels us next
 
     async def round(self) -> TickReport:
         """One round at the clock's now: emit what is due, prune when it is time."""
