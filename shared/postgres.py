@@ -35,6 +35,7 @@ class Postgres:
         max_size: connections at most.
         probe_interval_s: seconds between two ``SELECT 1`` once open.
         probe_timeout_s: a probe slower than this counts as a failure.
+        application_name: shown in ``pg_stat_activity`` (``crmsync-syncer``).
         pool_kwargs: passed on to :func:`shared.db.create_pool`.
     """
 
@@ -46,6 +47,7 @@ class Postgres:
         max_size: int = 10,
         probe_interval_s: float = 2.0,
         probe_timeout_s: float = 2.0,
+        application_name: str = "crmsync",
         **pool_kwargs: Any,
     ) -> None:
         self.dsn = dsn
@@ -54,6 +56,7 @@ class Postgres:
         self.probe_interval_s = probe_interval_s
         self.probe_timeout_s = probe_timeout_s
         self.pool_kwargs = pool_kwargs
+        self.pool_kwargs.setdefault("server_settings", {"application_name": application_name})
         self._pool: asyncpg.Pool | None = None
         self._opened = asyncio.Event()
 

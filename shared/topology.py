@@ -91,6 +91,19 @@ class Topology:
         """The delay queue, and its fanout exchange of the same name."""
         return f"{self.namespace}crmsync.retry.{delay_label(delay_s)}"
 
+    def work_queue_arguments(self, spec: QueueSpec | str) -> dict[str, str | int]:
+        """The arguments a work queue is declared with (a queue that exists with
+        other ones is a :class:`TopologyMismatchError`)."""
+        name = self.queue(spec)
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_exchange,
+            "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
     async def declare_exchanges(self, channel: AbstractChannel) -> AbstractExchange:
         """Declare the events and dead-letter exchanges; returns the events exchange.
 
@@ -141,16 +154,7 @@ class Topology:
             )
             await dead.bind(self.dead_exchange, routing_key=name)
             work = await channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": self.delivery_limit,
-                    "x-dead-letter-exchange": self.dead_exchange,
-                    "x-dead-letter-routing-key": name,
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                },
+                name, durable=True, arguments=self.work_queue_arguments(spec)
             )
             for key in spec.routing_keys:
                 await work.bind(events, routing_key=key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
@@ -47,7 +49,9 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     # In the background: intake serves (503) while RabbitMQ is away, see /readyz.
     await broker.start(supervisor)
     yield
-    await app[replies_key].close()
+    # Bounded: closing a robust channel while RabbitMQ is away waits for it.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(app[replies_key].close(), 5)
     await supervisor.stop()
     await broker.close()
 

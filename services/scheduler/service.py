@@ -79,6 +79,7 @@ class Scheduler:
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             probe_interval_s=settings.db_probe_interval_s,
+            application_name=name,
         )
         self._relay: OutboxRelay | None = None
         self._emitter: TickEmitter | None = None

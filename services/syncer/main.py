@@ -56,6 +56,15 @@ DepsHandler = Callable[[CloudEvent, Delivery, SyncerDeps], Awaitable[None]]
 
 # Longest wait between two Postgres probes while it is down, in seconds.
 PROBE_BACKOFF_MAX_S = 5.0
+# Seconds a consumer may take to stop beyond its handlers' grace period.
+STOP_EXTRA_S = 5.0
+
+
+async def _bounded(step: Awaitable[None], timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(step, timeout_s)
+    except TimeoutError:
+        log.warning("syncer.stop_step_timed_out", timeout_s=timeout_s)
 
 
 def action_retry_delays(settings: SyncerSettings) -> tuple[float, ...]:
@@ -141,6 +150,7 @@ class Syncer:
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             probe_interval_s=settings.db_probe_interval_s,
+            application_name="crmsync-syncer",
         )
         self.broker = Broker(
             settings.amqp_url.get_secret_value(),
@@ -251,7 +261,12 @@ class Syncer:
         return self.settings.prefetch_count
 
     async def stop(self) -> None:
-        await asyncio.gather(*(c.stop(self.settings.shutdown_grace_s) for c in self.consumers))
+        grace = self.settings.shutdown_grace_s
+        # Bounded: with RabbitMQ away, cancelling a consumer on a robust channel would
+        # wait for the connection to come back.
+        await asyncio.gather(
+            *(_bounded(c.stop(grace), grace + STOP_EXTRA_S) for c in self.consumers)
+        )
         pushes = getattr(self.deps, "contact_pushes", None)
         if pushes is not None:
             await pushes.drain()
