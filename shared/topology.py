@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -91,7 +92,7 @@ class Topology:
         """The delay queue, and its fanout exchange of the same name."""
         return f"{self.namespace}crmsync.retry.{delay_label(delay_s)}"
 
-    def work_queue_arguments(self, spec: QueueSpec | str) -> dict[str, str | int]:
+    def work_queue_arguments(self, spec: QueueSpec | str) -> dict[str, Any]:
         """The arguments a work queue is declared with (a queue that exists with
         other ones is a :class:`TopologyMismatchError`)."""
         name = self.queue(spec)
