@@ -150,8 +150,8 @@ class Broker:
             # when it is back with everything restored.
             connection.close_callbacks.add(lambda _c, exc=None: events.put_nowait(exc or _Lost()))
             connection.reconnect_callbacks.add(lambda _c: events.put_nowait(None))
-            self._set_linked(True)
             self._ready.set()
+            self._set_linked(True)
             log.info("broker.connected", connection_name=self.name)
             task.running()
             while True:

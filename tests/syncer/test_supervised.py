@@ -294,3 +294,46 @@ async def test_postgres_down_for_seconds_gives_a_few_relay_lines_not_a_flood(
     assert relay[0]["event"] == "task.failed" and relay[-1]["event"] == "task.recovered"
     assert all("exc_info" not in e for e in relay)
     assert syncer.supervisor["outbox-relay"].restarts >= 3
+
+
+async def test_a_topology_mismatch_found_on_reconnect_shows_and_heals(
+    http, run_syncer, intake_with_key, namespace, db
+) -> None:
+    intake, key = intake_with_key
+    proxy = TcpProxy()
+    await proxy.start()
+    syncer, url = await run_syncer(amqp_url=proxy.url)
+    await eventually(lambda: ready(http, url), timeout_s=20)
+    await asyncio.wait_for(syncer.wait_consuming(), 10)
+    await proxy.cut()
+    # While the syncer is away, someone re-creates its queue with another limit.
+    credits = f"{namespace}syncer.credits"
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    await channel.queue_delete(credits)
+    arguments = {
+        **Topology(namespace).work_queue_arguments("syncer.credits"),
+        "x-delivery-limit": 7,
+    }
+    await channel.declare_queue(credits, durable=True, arguments=arguments)
+    with capture_logs() as logs:
+        await proxy.start()
+        expected = f"queue {credits} exists with x-delivery-limit=7, crmsync declares 20"
+
+        async def mismatch() -> dict[str, Any] | None:
+            body = await component(http, url, "broker", "restarting")
+            error = body["components"]["broker"]["last_error"] if body else ""
+            return body if expected in error else None
+
+        await eventually(mismatch, timeout_s=20)
+        await asyncio.sleep(1.0)  # the robust connection keeps trying
+        assert not await ready(http, url)
+    lines = [e for e in logs if e.get("task") == "broker" and e["event"] == "task.failed"]
+    assert len([e for e in lines if expected in e["error"]]) == 1, lines
+
+    await channel.queue_delete(credits)  # fixed: the next attempt declares it afresh
+    await connection.close()
+    await eventually(lambda: ready(http, url), timeout_s=20)
+    assert await post_credits(http, intake, key, version=4) == 202
+    await eventually(lambda: balance(db, 4), timeout_s=10)
+    await proxy.cut()
