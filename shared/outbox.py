@@ -59,11 +59,12 @@ LOGGED_IDS = 10
 
 # Rows still to publish and due: the idle poll is one index-only probe of outbox_due
 # (migrations/0008), and the claim one range of it.
+# Ordered by the index key, so the planner walks outbox_due even with a backlog (an
+# EXISTS lets it pick a sequential scan when many rows are due).
 _DUE = """
-SELECT EXISTS (
-    SELECT 1 FROM outbox
-    WHERE published_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
-)
+SELECT next_attempt_at FROM outbox
+WHERE published_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+ORDER BY next_attempt_at LIMIT 1
 """
 _CLAIM = """
 SELECT id, event_id, routing_key, headers, body, content_type, attempts FROM outbox
@@ -251,7 +252,7 @@ class OutboxRelay:
                 the consumers).
         """
         # An idle poll is one index probe, not BEGIN / SELECT FOR UPDATE / COMMIT.
-        if not await self.pool.fetchval(_DUE):
+        if await self.pool.fetchval(_DUE) is None:
             return Round()
         if not self.broker.ready:
             return Round(broker_away="RabbitMQ not connected")

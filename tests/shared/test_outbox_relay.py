@@ -164,3 +164,14 @@ async def test_the_idle_poll_is_one_index_only_probe(db) -> None:
     plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN (ANALYZE, BUFFERS) " + _DUE))
     assert "Index Only Scan using outbox_due" in plan, plan
     assert "Heap Fetches: 0" in plan, plan
+
+    # With a backlog too (a third of the table due): still the index, never a scan.
+    await db.execute(
+        """
+        INSERT INTO outbox (event_id, routing_key, headers, body)
+        SELECT 'd-' || i, 'k', '{}', '' FROM generate_series(1, 2500) AS i
+        """
+    )
+    await db.execute("VACUUM ANALYZE outbox")
+    plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN (ANALYZE, BUFFERS) " + _DUE))
+    assert "Index Only Scan using outbox_due" in plan and "Seq Scan" not in plan, plan
