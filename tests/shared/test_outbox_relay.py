@@ -159,7 +159,7 @@ async def test_the_idle_poll_is_one_index_only_probe(db) -> None:
         """
     )
     await db.execute("VACUUM ANALYZE outbox")
-    from shared.outbox import _DUE
+    from shared.outbox_relay import _DUE
 
     plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN (ANALYZE, BUFFERS) " + _DUE))
     assert "Index Only Scan using outbox_due" in plan, plan
