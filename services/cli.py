@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from services.outbox_cli import outbox
 from services.sandbox.crm_cli import seed_crm
 from services.scheduler.cli import jobs, runs, scheduler, trigger
 from shared.logging import configure_logging
@@ -162,7 +163,7 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
         return resp.status, await resp.text()
 
 
-for _command in (scheduler, jobs, trigger, runs, seed_crm):
+for _command in (scheduler, jobs, trigger, runs, seed_crm, outbox):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -21,7 +21,25 @@ MESSAGE_LAG_SECONDS = Histogram(
 )
 OUTBOX_PUBLISHED = Counter("crmsync_outbox_published_total", "Outbox rows published.")
 OUTBOX_FAILURES = Counter(
-    "crmsync_outbox_publish_failures_total", "Outbox relay rounds that failed."
+    "crmsync_outbox_publish_failures_total",
+    "Outbox relay rounds stopped because RabbitMQ was away (no row counts an attempt).",
+)
+OUTBOX_REFUSED = Counter(
+    "crmsync_outbox_publish_refused_total",
+    "Outbox row publishes RabbitMQ refused (unroutable or nacked); each counts an attempt.",
+)
+OUTBOX_FAILED_ROWS = Gauge(
+    "crmsync_outbox_failed_rows",
+    "Outbox rows parked as failed after their last attempt (database-wide: every replica "
+    "reports the same figure, so take the max, not the sum).",
+)
+TASK_UP = Gauge(
+    "crmsync_task_up", "1 while a supervised background task is running, else 0.", ["task"]
+)
+TASK_RESTARTS = Counter(
+    "crmsync_task_restarts_total",
+    "Restarts of a supervised background task after it failed.",
+    ["task"],
 )
 PROVIDER_ACTIONS = Counter(
     "crmsync_provider_actions_total",

@@ -45,6 +45,29 @@ class CommonSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     # Where this service's events say they come from (CloudEvents ``source``).
     source: str = "urn:crmsync"
+    # Supervised background tasks (broker connection, Postgres, outbox relay, tick loop)
+    # restart after a failure with exponential backoff and jitter within these bounds (s).
+    supervisor_backoff_min_s: float = Field(default=0.5, gt=0)
+    supervisor_backoff_max_s: float = Field(default=30.0, gt=0)
+    # Seconds between two attempts of the broker connection to reconnect once it was up.
+    broker_reconnect_interval_s: float = Field(default=2.0, gt=0)
+    # Seconds between two probes of Postgres (``SELECT 1``) that /readyz reports.
+    db_probe_interval_s: float = Field(default=2.0, gt=0)
+
+
+class OutboxSettings(BaseSettings):
+    """The outbox relay's retries (syncer and scheduler)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRMSYNC_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
+
+    # Publishes of one row RabbitMQ may refuse (unroutable, nack) before it is parked
+    # as failed; an unreachable broker counts no attempt.
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    # Wait before a refused row's next attempt: exponential from min to max, with jitter (s).
+    outbox_retry_min_s: float = Field(default=1.0, gt=0)
+    outbox_retry_max_s: float = Field(default=300.0, gt=0)
 
 
 class ProviderSettings(BaseSettings):
@@ -110,7 +133,7 @@ class IntakeSettings(CommonSettings):
     _split_tenants = field_validator("commerce7_tenants", mode="before")(_split_csv)
 
 
-class SyncerSettings(CommonSettings, ProviderSettings):
+class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
     """``crmsync syncer``."""
 
     syncer_host: str = "127.0.0.1"
@@ -219,7 +242,7 @@ _JOB_FIELDS = (
 )
 
 
-class SchedulerSettings(CommonSettings):
+class SchedulerSettings(CommonSettings, OutboxSettings):
     """``crmsync scheduler`` (and the admin CLI: ``jobs``, ``trigger``, ``runs``)."""
 
     # ``CRMSYNC_JOB_REPCARD_SYNC__ENABLED=true`` sets one field of one job.

@@ -362,9 +362,13 @@ async def make_scheduler_app(
     runners: list[web.AppRunner] = []
 
     async def make(settings: Any, **kwargs: Any) -> tuple[str, web.Application]:
+        from services.scheduler.keys import scheduler_key
+
         app = create_app(settings, **kwargs)
         runner, url = await start_app(app)
         runners.append(runner)
+        # The app starts without waiting for Postgres; the tests want it registered.
+        await asyncio.wait_for(app[scheduler_key].wait_started(), 30)
         return url, app
 
     yield make
