@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from services.golive_cli import COMMANDS as GOLIVE_COMMANDS
 from services.sandbox.crm_cli import seed_crm
 from services.scheduler.cli import jobs, runs, scheduler, trigger
 from shared.logging import configure_logging
@@ -22,6 +23,7 @@ from shared.settings import (
     ProviderSettings,
     SandboxSettings,
     SyncerSettings,
+    exit_if_unsafe,
 )
 
 
@@ -57,6 +59,7 @@ def intake(host: str | None, port: int | None) -> None:
     from services.intake.app import create_app
 
     settings = IntakeSettings()
+    exit_if_unsafe(settings, "intake")
     _logging(settings, "intake")
     web.run_app(
         create_app(settings),
@@ -76,6 +79,7 @@ def syncer(host: str | None, port: int | None) -> None:
     from services.syncer.main import serve
 
     settings = SyncerSettings()
+    exit_if_unsafe(settings, "syncer")
     _logging(settings, "syncer")
     asyncio.run(serve(settings, host or settings.syncer_host, port or settings.syncer_port))
 
@@ -158,7 +162,7 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
         return resp.status, await resp.text()
 
 
-for _command in (scheduler, jobs, trigger, runs, seed_crm):
+for _command in (scheduler, jobs, trigger, runs, seed_crm, *GOLIVE_COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

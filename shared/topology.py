@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -98,6 +99,22 @@ class Topology:
         )
         return events
 
+    def work_queue_arguments(self, spec: QueueSpec | str) -> dict[str, Any]:
+        """The arguments of a work queue (``crmsync doctor`` compares the broker's)."""
+        name = self.queue(spec)
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_exchange,
+            "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
+    def dead_queue_arguments(self) -> dict[str, Any]:
+        """The arguments of a ``<queue>.dead`` queue."""
+        return {"x-queue-type": "quorum"}
+
     async def declare(
         self, channel: AbstractChannel, specs: Iterable[QueueSpec]
     ) -> dict[str, AbstractQueue]:
@@ -112,20 +129,11 @@ class Topology:
         for spec in specs:
             name = self.queue(spec)
             dead = await channel.declare_queue(
-                self.dead_queue(spec), durable=True, arguments={"x-queue-type": "quorum"}
+                self.dead_queue(spec), durable=True, arguments=self.dead_queue_arguments()
             )
             await dead.bind(self.dead_exchange, routing_key=name)
             work = await channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": self.delivery_limit,
-                    "x-dead-letter-exchange": self.dead_exchange,
-                    "x-dead-letter-routing-key": name,
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                },
+                name, durable=True, arguments=self.work_queue_arguments(spec)
             )
             for key in spec.routing_keys:
                 await work.bind(events, routing_key=key)
