@@ -53,7 +53,8 @@ async def check_rabbitmq(url: str, namespace: str) -> list[Check]:
             Check("queues", "RabbitMQ queues", Status.skip, "not checked: no connection"),
         ]
     try:
-        properties = getattr(connection.transport, "server_properties", None) or {}
+        amqp = getattr(connection.transport, "connection", None)  # aiormq's connection
+        properties = getattr(amqp, "server_properties", None) or {}
         version = properties.get("version", "")
         version = version.decode() if isinstance(version, bytes) else str(version)
         broker = Check(
