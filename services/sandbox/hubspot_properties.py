@@ -233,6 +233,12 @@ async def delete_schema(request: web.Request) -> web.Response:
     if state.schemas.pop(type_id, None) is None:
         return control_error(404, "no such schema")
     state.objects.pop(type_id, None)
+    for schema in state.schemas.values():  # its association definitions go with it
+        schema["associations"] = [
+            a
+            for a in schema["associations"]
+            if type_id not in (a["fromObjectTypeId"], a["toObjectTypeId"])
+        ]
     return web.json_response({"deleted": True})
 
 
