@@ -56,9 +56,7 @@ async def run_cli(*args: str, env: dict[str, str], timeout_s: float = 60) -> tup
     return proc.returncode, out.decode(), err.decode()
 
 
-async def control(
-    http: aiohttp.ClientSession, method: str, url: str, body: Any = None
-) -> Any:
+async def control(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
     """A sandbox control call that must succeed; its JSON."""
     async with http.request(method, url, json=body) as resp:
         assert resp.status < 300, f"{resp.status} {await resp.text()}"

@@ -85,9 +85,7 @@ async def test_setup_creates_the_properties_once_and_a_second_run_creates_nothin
     assert "string, unique" in booking_ref and "exists" in booking_ref
 
 
-async def test_an_upsert_by_booking_ref_is_refused_until_setup_makes_it_unique(
-    http, fresh
-) -> None:
+async def test_an_upsert_by_booking_ref_is_refused_until_setup_makes_it_unique(http, fresh) -> None:
     config = settings(fresh)
     hubspot = HubSpotClient.from_settings(http, config)
     booking = [BatchUpsertInput(id="bk-1", id_property="booking_ref", properties={"status": "x"})]
