@@ -149,3 +149,18 @@ async def test_commerce7_with_wrong_credentials_is_refused(http, sandbox) -> Non
     with pytest.raises(ProviderRejectedError) as caught:
         await client.list_webhooks("testing")
     assert caught.value.status == 401
+
+
+async def test_listing_follows_the_cursor_through_every_page(http, sandbox, monkeypatch) -> None:
+    from shared.clients import shopify_webhooks
+
+    monkeypatch.setattr(shopify_webhooks, "PAGE_SIZE", 2)
+    client = ShopifyWebhooksClient.from_settings(http, settings(sandbox))
+    for i in range(5):
+        await client.create_subscription("ORDERS_PAID", f"https://h{i}.example.test/w")
+    await client.create_subscription("CUSTOMERS_CREATE", SHOPIFY_ADDRESS)
+    found = await client.list_subscriptions(["ORDERS_PAID"])
+    assert sorted(s.uri for s in found) == [f"https://h{i}.example.test/w" for i in range(5)]
+    assert len(await client.list_subscriptions()) == 6
+    shop = await client.shop()
+    assert shop.myshopify_domain == "crmsync-dev.myshopify.com"
