@@ -129,13 +129,10 @@ def setup(dry_run: bool) -> None:
     report = _run(go)
     for line in _setup_lines(report, dry_run):
         click.echo(line)
-    created = len(report.with_state("created"))
-    missing = len(report.with_state("missing"))
-    summary = f"would create {missing}" if dry_run else f"created {created}"
-    click.echo(
-        f"{summary} propert{'y' if (missing if dry_run else created) == 1 else 'ies'};"
-        f" {len(report.problems)} problem(s) to fix in HubSpot"
-    )
+    count = len(report.with_state("missing" if dry_run else "created"))
+    verb = "would create" if dry_run else "created"
+    noun = "property" if count == 1 else "properties"
+    click.echo(f"{verb} {count} {noun}; {len(report.problems)} problem(s) to fix in HubSpot")
     sys.exit(1 if report.problems else 0)
 
 

@@ -28,7 +28,8 @@ setup step. Control routes:
 - ``DELETE /_sandbox/hubspot/properties/{objectType}/{name}``,
   ``DELETE /_sandbox/hubspot/schemas/{objectType}``: take one away.
 
-``POST /_sandbox/reset`` returns to the ``crmsync`` preset.
+``POST /_sandbox/reset`` returns to the ``crmsync`` preset (``POST /_sandbox/hubspot/reset``
+resets the records' upsert keys only, not this registry).
 """
 
 from __future__ import annotations
