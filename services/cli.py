@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from services.golive_cli import COMMANDS as GOLIVE_COMMANDS
 from services.outbox_cli import outbox
 from services.sandbox.crm_cli import seed_crm
 from services.scheduler.cli import jobs, runs, scheduler, trigger
@@ -23,6 +24,7 @@ from shared.settings import (
     ProviderSettings,
     SandboxSettings,
     SyncerSettings,
+    exit_if_unsafe,
 )
 
 
@@ -58,6 +60,7 @@ def intake(host: str | None, port: int | None) -> None:
     from services.intake.app import create_app
 
     settings = IntakeSettings()
+    exit_if_unsafe(settings, "intake")
     _logging(settings, "intake")
     web.run_app(
         create_app(settings),
@@ -77,6 +80,7 @@ def syncer(host: str | None, port: int | None) -> None:
     from services.syncer.main import serve
 
     settings = SyncerSettings()
+    exit_if_unsafe(settings, "syncer")
     _logging(settings, "syncer")
     asyncio.run(serve(settings, host or settings.syncer_host, port or settings.syncer_port))
 
@@ -163,7 +167,7 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
         return resp.status, await resp.text()
 
 
-for _command in (scheduler, jobs, trigger, runs, seed_crm, outbox):
+for _command in (scheduler, jobs, trigger, runs, seed_crm, outbox, *GOLIVE_COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

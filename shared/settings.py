@@ -9,7 +9,9 @@ because pydantic-settings reads ``secrets_dir`` (``CRMSYNC_SECRETS_DIR``) when s
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -45,6 +47,10 @@ class CommonSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     # Where this service's events say they come from (CloudEvents ``source``).
     source: str = "urn:crmsync"
+    # ``production`` makes every service refuse to start with a placeholder secret or an
+    # empty admin token (:func:`shared.production.refuse_unsafe_settings`).
+    env: Literal["development", "production"] = "development"
+
     # Supervised background tasks (broker connection, Postgres, outbox relay, tick loop)
     # restart after a failure with exponential backoff and jitter within these bounds (s).
     supervisor_backoff_min_s: float = Field(default=0.5, gt=0)
@@ -287,3 +293,98 @@ class SchedulerSettings(CommonSettings, OutboxSettings):
         if isinstance(value, dict) and isinstance(default, JobSettings):
             return {**default.model_dump(), **value}
         return value
+
+
+# --- production mode: one rule for every service (and for ``crmsync doctor``) ---
+
+# What marks a secret as the placeholder .env.example ships: ``dev-…-change-me`` and the
+# sandbox's own tokens (``sandbox-hubspot-token``, ...), never valid at a real provider.
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder")
+_PLACEHOLDER_PREFIXES = ("sandbox-",)
+# RabbitMQ's built-in user: a broker that lets it in from afar was left open.
+_GUEST_CREDENTIALS = "guest:guest@"
+
+
+class UnsafeSettingsError(RuntimeError):
+    """``CRMSYNC_ENV=production`` with unsafe settings; ``problems`` names each setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def is_placeholder(value: str) -> bool:
+    """True for a secret .env.example ships as a placeholder (``dev-admin-token-change-me``,
+    ``sandbox-shopify-token``); an empty value is not one (it means "not configured")."""
+    lowered = value.strip().lower()
+    return any(m in lowered for m in _PLACEHOLDER_MARKERS) or lowered.startswith(
+        _PLACEHOLDER_PREFIXES
+    )
+
+
+def unsafe_settings(settings: BaseSettings) -> list[str]:
+    """Every unsafe secret of ``settings``, by variable name (values are never shown).
+
+    Unsafe: a placeholder (:func:`is_placeholder`) in any ``SecretStr`` field, or in a
+    list or dict of them (``CRMSYNC_API_KEYS``); RabbitMQ's ``guest:guest`` in the AMQP
+    URL of a remote broker; an empty ``CRMSYNC_ADMIN_TOKEN``. A provider whose base URL
+    is on this machine (``127.0.0.1``, ``localhost``: the sandbox) is not in use, so its
+    secrets are not checked; nor are empty secrets (a webhook password that is not set).
+    """
+    problems: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if _is_local_provider(settings, name):
+            continue
+        var = f"CRMSYNC_{name.upper()}"
+        found: list[tuple[str, SecretStr]] = []
+        if isinstance(value, SecretStr):
+            found = [(var, value)]
+        elif isinstance(value, dict):
+            found = [(f"{var} ({k!r})", v) for k, v in value.items() if isinstance(v, SecretStr)]
+        elif isinstance(value, list | tuple):
+            found = [(f"{var}[{i}]", v) for i, v in enumerate(value) if isinstance(v, SecretStr)]
+        for where, secret in found:
+            raw = secret.get_secret_value()
+            if name.startswith("amqp_url") and _GUEST_CREDENTIALS in raw and not _local(raw):
+                problems.append(f"{where} uses RabbitMQ's default guest:guest credentials")
+            elif is_placeholder(raw):
+                problems.append(f"{where} is a placeholder from .env.example")
+    token = getattr(settings, "admin_token", None)
+    if isinstance(token, SecretStr) and not token.get_secret_value().strip():
+        problems.append("CRMSYNC_ADMIN_TOKEN is empty")
+    return problems
+
+
+def _is_local_provider(settings: BaseSettings, name: str) -> bool:
+    """``hubspot_access_token`` with ``hubspot_base_url`` on 127.0.0.1 / localhost."""
+    base_url = getattr(settings, name.split("_", 1)[0] + "_base_url", None)
+    return isinstance(base_url, str) and _local(base_url)
+
+
+def _local(url: str) -> bool:
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def refuse_unsafe_settings(settings: BaseSettings) -> None:
+    """Each service's ``main`` calls this first: with ``CRMSYNC_ENV=production`` it raises
+    :class:`UnsafeSettingsError` naming every unsafe setting (:func:`unsafe_settings`);
+    in development it does nothing.
+    """
+    if getattr(settings, "env", "development") != "production":
+        return
+    problems = unsafe_settings(settings)
+    if problems:
+        raise UnsafeSettingsError(problems)
+
+
+def exit_if_unsafe(settings: BaseSettings, service: str) -> None:
+    """:func:`refuse_unsafe_settings` as a service's ``main`` reports it: one line per
+    unsafe setting on stderr, then exit status 2 (before anything was started)."""
+    try:
+        refuse_unsafe_settings(settings)
+    except UnsafeSettingsError as exc:
+        print(f"crmsync {service}: refusing to start with CRMSYNC_ENV=production:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -94,7 +94,7 @@ class Topology:
 
     def work_queue_arguments(self, spec: QueueSpec | str) -> dict[str, Any]:
         """The arguments a work queue is declared with (a queue that exists with
-        other ones is a :class:`TopologyMismatchError`)."""
+        other ones is a :class:`TopologyMismatchError`; ``crmsync doctor`` compares)."""
         name = self.queue(spec)
         return {
             "x-queue-type": "quorum",
@@ -125,6 +125,10 @@ class Topology:
         )
         return events
 
+    def dead_queue_arguments(self) -> dict[str, Any]:
+        """The arguments of a ``<queue>.dead`` queue."""
+        return {"x-queue-type": "quorum"}
+
     async def declare(
         self, channel: AbstractChannel, specs: Iterable[QueueSpec]
     ) -> dict[str, AbstractQueue]:
@@ -151,7 +155,7 @@ class Topology:
         for spec in specs:
             name = self.queue(spec)
             dead = await channel.declare_queue(
-                self.dead_queue(spec), durable=True, arguments={"x-queue-type": "quorum"}
+                self.dead_queue(spec), durable=True, arguments=self.dead_queue_arguments()
             )
             await dead.bind(self.dead_exchange, routing_key=name)
             work = await channel.declare_queue(

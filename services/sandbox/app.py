@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.sandbox import commerce7, control, faults, hubspot, shopify
+from services.sandbox import (
+    commerce7,
+    commerce7_webhooks,
+    control,
+    faults,
+    hubspot,
+    hubspot_properties,
+    shopify,
+    shopify_webhooks,
+)
 from shared.settings import ProviderSettings
 
 
@@ -32,4 +41,8 @@ def create_app(provider_settings: ProviderSettings | None = None) -> web.Applica
     shopify.setup(app)
     commerce7.setup(app)
     hubspot.setup(app)
+    # crmsync doctor / hubspot setup / webhook registration (issue 13)
+    hubspot_properties.setup(app)
+    shopify_webhooks.setup(app)
+    commerce7_webhooks.setup(app)
     return app

@@ -17,7 +17,7 @@ import click
 
 from services.scheduler.client import AdminApiError, AdminClient
 from shared.logging import configure_logging
-from shared.settings import SchedulerSettings
+from shared.settings import SchedulerSettings, exit_if_unsafe
 
 T = TypeVar("T")
 # Seconds between two polls of a run with --wait.
@@ -33,6 +33,7 @@ def scheduler(host: str | None, port: int | None) -> None:
     from services.scheduler.main import serve
 
     settings = SchedulerSettings()
+    exit_if_unsafe(settings, "scheduler")
     configure_logging(settings.log_level, settings.log_format, service="scheduler")
     serve(settings, host or settings.scheduler_host, port or settings.scheduler_port)
 

@@ -18,10 +18,12 @@ from aiohttp import web
 from services.scheduler.admin import setup_routes
 from services.scheduler.auth import bearer_auth, role_tokens
 from services.scheduler.clock import Clock
+from services.scheduler.doctor import setup_doctor
 from services.scheduler.jobs import Job
 from services.scheduler.keys import scheduler_key
 from services.scheduler.openapi import openapi_document
 from services.scheduler.service import Scheduler
+from shared.doctor import DoctorInputs
 from shared.errors import DatabaseUnavailableError
 from shared.metrics import metrics_handler
 from shared.problems import Handler, Problem, problem_middleware
@@ -78,6 +80,7 @@ def create_app(
     jobs: Sequence[Job] | None = None,
     clock: Clock | None = None,
     run_loop: bool = True,
+    doctor: DoctorInputs | None = None,
 ) -> web.Application:
     """Build the scheduler replica and its admin API.
 
@@ -86,6 +89,7 @@ def create_app(
         jobs: the cron table (default: from ``settings``).
         clock: the tick loop's time (default: the system clock).
         run_loop: False serves the API without ticking (tests).
+        doctor: the settings ``GET /v1/doctor`` checks (default: from the environment).
     """
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
@@ -107,6 +111,7 @@ def create_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi)
     setup_routes(app)
+    setup_doctor(app, doctor)
     return app
 
 

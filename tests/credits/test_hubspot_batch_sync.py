@@ -163,21 +163,30 @@ async def test_a_207_keeps_exactly_the_failed_records_unsynced(
     assert await db.fetchval("SELECT count(*) FROM audit_log WHERE synced_at IS NULL") == 3
 
 
-async def test_a_sandbox_enforcing_10_requests_per_second_gets_no_429_storm(
+async def test_a_client_paced_under_the_sandbox_s_rolling_limit_gets_no_429(
     http, make_syncer, database, namespace, sandbox, db
 ) -> None:
-    limit = {"requests": 10, "window_s": 1.0, "policy": "TEN_SECONDLY_ROLLING"}
+    # The sandbox allows 20 requests in any 2 s (10/s). The client's budget, 50 per 10 s,
+    # is rolling_window_limiter(50, 10): a bucket of 2 refilled at 4.8/s, so it starts at
+    # most 2 + 4.8 * 2 = 11.6 requests in any 2 s of its own clock. Requests may reach the
+    # sandbox bunched up (a busy event loop, a loaded machine): even if every request of
+    # a further 1.7 s arrived inside the same window, 2 + 4.8 * 3.7 = 19.8 < 20. So no
+    # 429 is due to timing. (The budget of 90 this test had before allowed 4 + 8.6 = 12.6
+    # starts in one second against 10: two 429s every run, three under load.)
+    limit = {"requests": 20, "window_s": 2.0, "policy": "TEN_SECONDLY_ROLLING"}
     async with http.post(f"{sandbox}/_sandbox/hubspot/rate-limit", json=limit) as resp:
         assert resp.status < 300, await resp.text()
-    # The budget we give the client stays under the sandbox's 10 in any second.
-    await make_syncer(syncer_settings(database, namespace, sandbox, hubspot_rate_per_10s=90))
+    await make_syncer(syncer_settings(database, namespace, sandbox, hubspot_rate_per_10s=50))
     await seed(db, contacts=3000, exams=5, bookings=300)
     run = await run_sync(db, database)
     assert run["status"] == "succeeded", run["error"]
     assert run["totals"]["contacts"]["created"] == 3000
     async with http.get(f"{sandbox}/_sandbox/hubspot/stats") as resp:
         stats = await resp.json()
-    assert stats["rate_limited"] <= 2, stats["rate_limited_by_policy"]
+    # The work needed more requests than one window holds: the pacing was exercised.
+    paced = sum(n for call, n in stats["calls"].items() if "/crm/v3/" in call)
+    assert paced > limit["requests"], stats["calls"]
+    assert stats["rate_limited"] == 0, stats["rate_limited_by_policy"]
 
 
 async def test_a_crash_between_hubspot_create_and_saving_the_id_duplicates_nothing(

@@ -111,7 +111,7 @@ async def test_strict_mode_answers_user_errors_for_an_unknown_customer(
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"query": "{ shop { name } }"}, "UNSUPPORTED_BY_SANDBOX"),
+        ({"query": "{ products(first: 1) { nodes { id } } }"}, "UNSUPPORTED_BY_SANDBOX"),
         ({"variables": {}}, "BAD_REQUEST"),
         ({"query": TAGS_ADD, "variables": {"id": "42", "tags": ["a"]}}, "INVALID_VARIABLE"),
         (
