@@ -27,6 +27,13 @@ from services.syncer.consumers.orders import handle_order
 from services.syncer.consumers.packages import handle_login, handle_refresh, handle_refresh_status
 from services.syncer.consumers.packages_bulk import handle_packages_bulk_sync, handle_packages_chunk
 from services.syncer.deps import SyncerDeps
+from services.syncer.isolation import (
+    bind_hook,
+    check_queue_names,
+    dead_letter_hooks,
+    queue_deadline_s,
+    queue_prefetch,
+)
 from services.syncer.packages.crm import CrmReader, create_crm_pool
 from shared import queues
 from shared.broker import Broker
@@ -125,6 +132,7 @@ class Syncer:
     def __init__(self, settings: SyncerSettings) -> None:
         self.settings = settings
         self.plan = consumer_plan(settings)
+        check_queue_names(settings, self.plan)
         self.broker = Broker(
             settings.amqp_url.get_secret_value(),
             Topology(settings.amqp_namespace),
@@ -141,7 +149,11 @@ class Syncer:
     async def start(self) -> None:
         s = self.settings
         pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size
+            s.database_url,
+            min_size=s.db_pool_min_size,
+            max_size=s.db_pool_max_size,
+            acquire_timeout_s=s.db_acquire_timeout_s,
+            command_timeout_s=s.db_command_timeout_s,
         )
         # min_size=0: the syncer starts (and serves everything else) while the CRM is down.
         self._crm_pool = await create_crm_pool(
@@ -168,22 +180,20 @@ class Syncer:
         await self.broker.wait_ready(timeout_s=60)
         self._relay = OutboxRelay(pool, self.broker, poll_s=s.outbox_poll_s)
         await self._relay.start()
+        hooks = dead_letter_hooks()
         for spec, handler, max_attempts in self.plan:
             consumer = Consumer(
                 self.broker,
                 spec,
                 bind(handler, self.deps),
                 max_attempts=max_attempts,
-                prefetch_count=self._prefetch(spec),
+                prefetch_count=queue_prefetch(s, spec),
+                deadline_s=queue_deadline_s(s, spec),
+                on_dead_letter=bind_hook(hooks.get(spec.name), self.deps),
             )
             await consumer.start()
             self.consumers.append(consumer)
         log.info("syncer.started", queues=[c.queue_name for c in self.consumers])
-
-    def _prefetch(self, spec: QueueSpec) -> int:
-        if spec.name == queues.HUBSPOT_CONTACTS.name:
-            return max(self.settings.hubspot_push_prefetch, MAX_BATCH_INPUTS)
-        return self.settings.prefetch_count
 
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop(self.settings.shutdown_grace_s) for c in self.consumers))

@@ -72,9 +72,14 @@ async def test_a_credit_commits_in_under_200_ms_while_30_logins_wait_for_a_slow_
     proxy = TcpProxy(host, int(port), reply_delay_s=CRM_REPLY_DELAY_S)
     await proxy.start()
     try:
+        # All 30 logins run at once (the default would let only half the pool's worth of
+        # them in): what keeps the credit fast is that none holds a connection meanwhile.
         syncer: Any = await make_syncer(
-            syncer_settings(database, namespace, sandbox, crm_database_url=proxy.dsn(crm_dsn))
-        )
+            syncer_settings(
+                database, namespace, sandbox, crm_database_url=proxy.dsn(crm_dsn),
+                db_pool_max_size=10, queue_prefetch={"syncer.logins": LOGINS},
+            )
+        )  # fmt: skip
         url = await make_intake(intake_settings(namespace, api_keys={"app": KEY}))
         logins = [
             {"profileId": f"slow-{i}", "email": f"slow{i}@example.test",
@@ -87,10 +92,10 @@ async def test_a_credit_commits_in_under_200_ms_while_30_logins_wait_for_a_slow_
                 return resp.status
 
         assert set(await asyncio.gather(*(post_login(b) for b in logins))) == {202}
-        # The logins are being handled and waiting for the CRM.
-        await eventually(
+        # The logins are being handled, all at once, and waiting for the CRM.
+        assert await eventually(
             lambda: _in_flight(syncer, "syncer.logins"), timeout_s=10, interval_s=0.02
-        )
+        ) == LOGINS
         await asyncio.sleep(1.0)
         # Independent credits, 0.3 s apart: one that waits does not hold back the next.
         measurements = []
@@ -119,5 +124,7 @@ async def test_a_credit_commits_in_under_200_ms_while_30_logins_wait_for_a_slow_
         await proxy.cut()
 
 
-async def _in_flight(syncer: Any, queue: str) -> bool:
-    return any(c.queue_name.endswith(queue) and c._in_flight for c in syncer.consumers)
+async def _in_flight(syncer: Any, queue: str) -> int:
+    """Handlers of ``queue`` running now, once they are all in (0 until then)."""
+    running = sum(len(c._in_flight) for c in syncer.consumers if c.queue_name.endswith(queue))
+    return running if running >= LOGINS else 0
