@@ -8,10 +8,11 @@
 The row is the single place to look: status, attempts, start and end times, the
 totals the handler counted and the last error. A run whose event is dead-lettered
 (invalid parameters, or every attempt failed) ends ``failed`` with the reason
-(:func:`fail_dead_run`, the job queues' dead-letter hook), never stays ``running``. Every function takes a pool or a
-connection from :func:`shared.db.create_pool` (jsonb as Python objects), so a
-handler can finish its run in the same transaction as its work: then a redelivered
-event finds the run finished exactly when the work is committed.
+(:func:`fail_dead_run`, the job queues' dead-letter hook), never stays ``running``.
+Every function takes a pool or a connection from :func:`shared.db.create_pool` (jsonb
+as Python objects), so a handler can finish its run in the same transaction as its
+work: then a redelivered event finds the run finished exactly when the work is
+committed.
 """
 
 from __future__ import annotations

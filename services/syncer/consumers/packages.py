@@ -43,13 +43,16 @@ from shared.db import already_processed, claim_message
 from shared.errors import InvalidEventError
 from shared.events import CloudEvent
 from shared.messages.credits import BookingEvent
-from shared.messages.profiles import LOGIN, LoginEvent, PackagesRefresh, RefreshStatusQuery
+from shared.messages.profiles import (
+    LOGIN,
+    REFRESH_PROFILE_NOT_FOUND,
+    LoginEvent,
+    PackagesRefresh,
+    RefreshStatusQuery,
+)
 from shared.queues import LOGINS
 
 log = structlog.get_logger(__name__)
-
-# The answer to a refresh of a profile crmsync does not have (intake: 404).
-PROFILE_NOT_FOUND = "profile_not_found"
 
 SYNCS_SKIPPED = Counter(
     "crmsync_package_syncs_skipped_total",
@@ -169,7 +172,11 @@ async def handle_refresh(event: CloudEvent, delivery: Delivery, deps: SyncerDeps
     except ProfileNotFoundError as exc:
         await fail_refresh(deps.pool, event.id, str(exc))
         log.info("packages.refresh_unknown_profile", profile_id=refresh.profile_id)
-        payload = {"error": PROFILE_NOT_FOUND, "profileId": refresh.profile_id, "detail": str(exc)}
+        payload = {
+            "error": REFRESH_PROFILE_NOT_FOUND,
+            "profileId": refresh.profile_id,
+            "detail": str(exc),
+        }
     else:
         _log(result)
     if delivery.reply_to:
