@@ -93,9 +93,12 @@ async def test_a_credit_commits_in_under_200_ms_while_30_logins_wait_for_a_slow_
 
         assert set(await asyncio.gather(*(post_login(b) for b in logins))) == {202}
         # The logins are being handled, all at once, and waiting for the CRM.
-        assert await eventually(
-            lambda: _in_flight(syncer, "syncer.logins"), timeout_s=10, interval_s=0.02
-        ) == LOGINS
+        assert (
+            await eventually(
+                lambda: _in_flight(syncer, "syncer.logins"), timeout_s=10, interval_s=0.02
+            )
+            == LOGINS
+        )
         await asyncio.sleep(1.0)
         # Independent credits, 0.3 s apart: one that waits does not hold back the next.
         measurements = []
