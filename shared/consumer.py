@@ -45,6 +45,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
 from shared.broker import Broker
+from shared.db import connection_share
 from shared.errors import BrokerUnavailableError, InvalidEventError, PermanentError, TransientError
 from shared.events import CloudEvent, attempt_of, describe_validation_error
 from shared.metrics import HANDLER_SECONDS, MESSAGE_LAG_SECONDS, MESSAGES_HANDLED
@@ -116,6 +117,8 @@ class Consumer:
         deadline_s: longest run of one handler, in seconds (None: no deadline); past it
             the handler is cancelled and the message retried (:class:`HandlerDeadlineError`).
         on_dead_letter: awaited before a message goes to ``<queue>.dead``.
+        db_connections: connections of a :class:`shared.db.Pool` this queue's handlers
+            hold at once (:func:`shared.db.connection_share`); None: no share of its own.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class Consumer:
         prefetch_count: int = 32,
         deadline_s: float | None = None,
         on_dead_letter: DeadLetterHook | None = None,
+        db_connections: int | None = None,
     ) -> None:
         self.broker = broker
         self.spec = spec
@@ -137,6 +141,7 @@ class Consumer:
         self.prefetch_count = prefetch_count
         self.deadline_s = deadline_s
         self.on_dead_letter = on_dead_letter
+        self._db_share = asyncio.Semaphore(db_connections) if db_connections else None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -166,7 +171,8 @@ class Consumer:
         if task is not None:
             self._in_flight.add(task)
         try:
-            await self._handle(message)
+            with connection_share(self._db_share):
+                await self._handle(message)
         finally:
             if task is not None:
                 self._in_flight.discard(task)

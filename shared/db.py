@@ -1,22 +1,45 @@
-"""asyncpg pool (with acquire and command timeouts) and the idempotency claim every
-transactional handler makes."""
+"""asyncpg pool (acquire and command timeouts, per-queue connection shares) and the
+idempotency claim every transactional handler makes.
+
+**Connection shares.** A consumer runs its handlers under :func:`connection_share`
+(one semaphore per queue): every acquire from a :class:`Pool` inside it first takes a
+slot of that share, within the same acquire timeout. So the handlers of one queue hold
+at most that many of the pool's connections at once, however many of them run, and a
+queue whose transactions are slow leaves connections for the others.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolAcquireContext
 
 from shared.errors import TransientError
+
+# The share of the current consumer's queue (None outside consumers: relay, tests).
+_share: ContextVar[asyncio.Semaphore | None] = ContextVar("crmsync_db_share", default=None)
 
 
 class DatabaseBusyError(TransientError):
     """No connection of the pool came free within the acquire timeout: every one is in
-    use (a slow query, a burst of handlers). Retrying later is the remedy."""
+    use (a slow query, a burst of handlers) or this queue's share is. Retrying later is
+    the remedy."""
+
+
+@contextlib.contextmanager
+def connection_share(slots: asyncio.Semaphore | None) -> Iterator[None]:
+    """Acquires from a :class:`Pool` inside this block take one of ``slots`` first."""
+    token = _share.set(slots)
+    try:
+        yield
+    finally:
+        _share.reset(token)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -27,36 +50,74 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 class Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg ships no types
     """An ``asyncpg.Pool`` whose acquires wait at most ``acquire_timeout_s`` by default
-    and then raise :class:`DatabaseBusyError` instead of ``TimeoutError``.
+    and then raise :class:`DatabaseBusyError` instead of ``TimeoutError``, and take a
+    slot of the current :func:`connection_share` first.
 
     Every helper of the pool (``fetch``, ``execute``...) acquires through
-    :meth:`acquire`, so they all have the deadline.
+    :meth:`acquire`, so they all have the deadline and the share.
     """
 
     acquire_timeout_s: float | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The share slot each acquired connection holds, by ``id(connection)``.
+        self._held_slots: dict[int, asyncio.Semaphore] = {}
+
     def acquire(self, *, timeout: float | None = None) -> _TimedAcquire:
         wait_s = timeout if timeout is not None else self.acquire_timeout_s
-        return _TimedAcquire(super().acquire(timeout=wait_s), wait_s)
+        return _TimedAcquire(self, wait_s, _share.get())
+
+    async def release(
+        self,
+        connection: asyncpg.Connection,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's own signature)
+    ) -> None:
+        try:
+            await super().release(connection, timeout=timeout)
+        finally:
+            slots = self._held_slots.pop(id(connection), None)
+            if slots is not None:
+                slots.release()
+
+    async def _timed_acquire(
+        self, wait_s: float | None, slots: asyncio.Semaphore | None
+    ) -> asyncpg.Connection:
+        try:
+            async with asyncio.timeout(wait_s):
+                if slots is not None:
+                    await slots.acquire()
+                try:
+                    connection = await super().acquire()
+                except BaseException:
+                    if slots is not None:
+                        slots.release()
+                    raise
+        except TimeoutError as exc:
+            which = "of this queue's share " if slots is not None and slots.locked() else ""
+            raise DatabaseBusyError(
+                f"no database connection {which}free within {wait_s} s"
+            ) from exc
+        if slots is not None:
+            self._held_slots[id(connection)] = slots
+        return connection
 
 
 class _TimedAcquire:
-    """``pool.acquire()`` as asyncpg gives it, with a timeout turned into a TransientError."""
+    """What ``pool.acquire()`` returns: awaitable, or an async context manager."""
 
-    __slots__ = ("_inner", "_wait_s")
+    __slots__ = ("_connection", "_pool", "_slots", "_wait_s")
 
-    def __init__(self, inner: PoolAcquireContext, wait_s: float | None) -> None:
-        self._inner = inner
+    def __init__(self, pool: Pool, wait_s: float | None, slots: asyncio.Semaphore | None) -> None:
+        self._pool = pool
         self._wait_s = wait_s
-
-    def _busy(self, exc: TimeoutError) -> DatabaseBusyError:
-        return DatabaseBusyError(f"no database connection free within {self._wait_s} s")
+        self._slots = slots
+        self._connection: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> asyncpg.Connection:
-        try:
-            return await self._inner.__aenter__()
-        except TimeoutError as exc:
-            raise self._busy(exc) from exc
+        self._connection = await self._pool._timed_acquire(self._wait_s, self._slots)
+        return self._connection
 
     async def __aexit__(
         self,
@@ -64,16 +125,12 @@ class _TimedAcquire:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._inner.__aexit__(exc_type, exc, tb)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._pool.release(connection)
 
     def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
-        return self._acquire().__await__()
-
-    async def _acquire(self) -> asyncpg.Connection:
-        try:
-            return await self._inner
-        except TimeoutError as exc:
-            raise self._busy(exc) from exc
+        return self._pool._timed_acquire(self._wait_s, self._slots).__await__()
 
 
 async def create_pool(

@@ -110,12 +110,13 @@ class SyncerSettings(CommonSettings, ProviderSettings):
 
     syncer_host: str = "127.0.0.1"
     syncer_port: int = 8081
-    # Unacked messages (= handlers in flight) per queue per replica, at most. Each queue
-    # takes min(this, db_pool_max_size // 2) unless queue_prefetch names it, so one slow
-    # queue never holds more than half of the pool's connections.
+    # Unacked messages (= handlers in flight) per queue per replica.
     prefetch_count: int = Field(default=32, ge=1)
     # Per-queue prefetch, by queue name without namespace: {"syncer.logins": 4}.
     queue_prefetch: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # Main-pool connections the handlers of one queue hold at once, per replica; empty:
+    # half of db_pool_max_size (at least 1), so one slow queue leaves the rest to others.
+    queue_db_connections: int | None = Field(default=None, ge=1)
     # Deadline of one handler run (s); past it the handler is cancelled and retried.
     handler_deadline_s: float = Field(default=120.0, gt=0)
     # Deadline of a job handler run (syncer.jobs.*: a whole HubSpot batch sync), in s.

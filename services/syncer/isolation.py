@@ -1,8 +1,10 @@
 """Per-queue isolation of the syncer: prefetch, deadlines and dead-letter bookkeeping.
 
 - :func:`queue_prefetch`: handlers of one queue in flight per replica (its channel's
-  prefetch; acks come after the work), at most half the main pool by default, so one
-  queue whose handlers are slow never holds every connection.
+  prefetch; acks come after the work).
+- :func:`queue_db_connections`: main-pool connections one queue's handlers hold at once
+  (``shared.db.connection_share``), half the pool by default, so one queue whose
+  transactions are slow never holds every connection.
 - :func:`queue_deadline_s`: how long one handler may run before it is cancelled and
   retried (``shared.consumer.HandlerDeadlineError``).
 - :func:`dead_letter_hooks`: what is recorded before a message goes to ``<queue>.dead``,
@@ -55,20 +57,25 @@ def dead_letter_hooks() -> dict[str, DepsDeadLetterHook]:
 
 
 def queue_prefetch(settings: SyncerSettings, spec: QueueSpec) -> int:
-    """Handlers of ``spec`` in flight per replica (its channel's prefetch).
-
-    ``CRMSYNC_QUEUE_PREFETCH`` names it, or else ``CRMSYNC_PREFETCH_COUNT`` but at most
-    half the pool (``CRMSYNC_DB_POOL_MAX_SIZE // 2``, at least 1), so that one queue
-    whose handlers are slow leaves connections for the others. HubSpot contact pushes
-    hold no connection while they wait for their batch and take at least 100 (a full
-    batch call).
-    """
+    """Handlers of ``spec`` in flight per replica (its channel's prefetch):
+    ``CRMSYNC_QUEUE_PREFETCH`` names it, else ``CRMSYNC_PREFETCH_COUNT``. HubSpot
+    contact pushes take at least 100 (a full batch call); they hold no connection while
+    they wait for their batch."""
     named = settings.queue_prefetch.get(spec.name)
     if named is not None:
         return named
     if spec.name == queues.HUBSPOT_CONTACTS.name:
         return max(settings.hubspot_push_prefetch, MAX_BATCH_INPUTS)
-    return max(1, min(settings.prefetch_count, settings.db_pool_max_size // 2))
+    return settings.prefetch_count
+
+
+def queue_db_connections(settings: SyncerSettings) -> int:
+    """Main-pool connections the handlers of one queue may hold at once
+    (``CRMSYNC_QUEUE_DB_CONNECTIONS``, by default half of ``CRMSYNC_DB_POOL_MAX_SIZE``,
+    at least 1): however slow one queue's transactions, the others keep the rest."""
+    if settings.queue_db_connections is not None:
+        return min(settings.queue_db_connections, settings.db_pool_max_size)
+    return max(1, settings.db_pool_max_size // 2)
 
 
 def queue_deadline_s(settings: SyncerSettings, spec: QueueSpec) -> float:

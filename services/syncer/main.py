@@ -31,6 +31,7 @@ from services.syncer.isolation import (
     bind_hook,
     check_queue_names,
     dead_letter_hooks,
+    queue_db_connections,
     queue_deadline_s,
     queue_prefetch,
 )
@@ -189,6 +190,7 @@ class Syncer:
                 max_attempts=max_attempts,
                 prefetch_count=queue_prefetch(s, spec),
                 deadline_s=queue_deadline_s(s, spec),
+                db_connections=queue_db_connections(s),
                 on_dead_letter=bind_hook(hooks.get(spec.name), self.deps),
             )
             await consumer.start()
