@@ -115,7 +115,7 @@ class SyncerSettings(CommonSettings, ProviderSettings):
     # Per-queue prefetch, by queue name without namespace: {"syncer.logins": 4}.
     queue_prefetch: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     # Main-pool connections the handlers of one queue hold at once, per replica; empty:
-    # half of db_pool_max_size (at least 1), so one slow queue leaves the rest to others.
+    # half of db_pool_max_size, rounded up, so one slow queue leaves the rest to others.
     queue_db_connections: int | None = Field(default=None, ge=1)
     # Deadline of one handler run (s); past it the handler is cancelled and retried.
     handler_deadline_s: float = Field(default=120.0, gt=0)

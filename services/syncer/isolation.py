@@ -71,11 +71,12 @@ def queue_prefetch(settings: SyncerSettings, spec: QueueSpec) -> int:
 
 def queue_db_connections(settings: SyncerSettings) -> int:
     """Main-pool connections the handlers of one queue may hold at once
-    (``CRMSYNC_QUEUE_DB_CONNECTIONS``, by default half of ``CRMSYNC_DB_POOL_MAX_SIZE``,
-    at least 1): however slow one queue's transactions, the others keep the rest."""
+    (``CRMSYNC_QUEUE_DB_CONNECTIONS``, by default half of ``CRMSYNC_DB_POOL_MAX_SIZE``
+    rounded up: 5 of 10): however slow one queue's transactions, the others keep the
+    rest."""
     if settings.queue_db_connections is not None:
         return min(settings.queue_db_connections, settings.db_pool_max_size)
-    return max(1, settings.db_pool_max_size // 2)
+    return max(1, (settings.db_pool_max_size + 1) // 2)
 
 
 def queue_deadline_s(settings: SyncerSettings, spec: QueueSpec) -> float:
