@@ -64,7 +64,9 @@ async def make_consumer(namespace: str) -> AsyncIterator[Callable[..., Awaitable
 
 
 async def publish(consumer: Consumer, n: int = 0) -> CloudEvent:
-    event = CloudEvent.create(type=EVENT_TYPE, source="urn:test", data=json.dumps({"n": n}).encode())
+    event = CloudEvent.create(
+        type=EVENT_TYPE, source="urn:test", data=json.dumps({"n": n}).encode()
+    )
     await consumer.broker.publish(event)
     return event
 
