@@ -35,68 +35,37 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aio_pika
-import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
 from shared.broker import Broker
 from shared.db import connection_share
+from shared.delivery import Delivery
 from shared.errors import BrokerUnavailableError, InvalidEventError, PermanentError, TransientError
 from shared.events import CloudEvent, attempt_of, describe_validation_error
+from shared.handler_failures import (
+    EXPECTED_ERRORS,
+    TRACEBACK_INTERVAL_S,
+    HandlerDeadlineError,
+    TracebackBudget,
+)
 from shared.metrics import HANDLER_SECONDS, MESSAGE_LAG_SECONDS, MESSAGES_HANDLED
-from shared.topology import QueueSpec, pick_delay
+from shared.topology import QueueSpec
 
 log = structlog.get_logger(__name__)
 
-# Failures a retry is expected to cure: one log line per attempt, no traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    TransientError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    aio_pika.exceptions.AMQPError,
-    OSError,
-    TimeoutError,
-)
-# At most one traceback per queue and exception class in this many seconds.
-TRACEBACK_INTERVAL_S = 300.0
-
-
-class HandlerDeadlineError(TransientError):
-    """The handler ran past its deadline and was cancelled; it is retried."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What a handler may know about how its event arrived.
-
-    Attributes:
-        queue: the full queue name (with namespace).
-        attempt: 1 on first delivery, +1 per retry (our ``x-crmsync-attempt``).
-        max_attempts: the attempt after which a failure dead-letters.
-        redelivered: RabbitMQ's flag: a consumer died holding this message before.
-    """
-
-    queue: str
-    attempt: int
-    max_attempts: int
-    redelivered: bool
-    retry_delays_s: tuple[float, ...] = ()
-    # Where a request/reply caller waits for the answer (None: nobody waits).
-    reply_to: str | None = None
-
-    @property
-    def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts or not self.retry_delays_s
-
-    def next_retry_delay_s(self, retry_after_s: float | None = None) -> float:
-        """The delay, in seconds, the wrapper will wait before the next attempt."""
-        return pick_delay(self.retry_delays_s, self.attempt, retry_after_s)
+__all__ = [
+    "EXPECTED_ERRORS",
+    "TRACEBACK_INTERVAL_S",
+    "Consumer",
+    "DeadLetterHook",
+    "Delivery",
+    "Handler",
+    "HandlerDeadlineError",
+]
 
 
 Handler = Callable[[CloudEvent, Delivery], Awaitable[None]]
@@ -146,8 +115,7 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
-        # Exception class name -> when its traceback was last logged (monotonic s).
-        self._tracebacks: dict[str, float] = {}
+        self._tracebacks = TracebackBudget()
 
     async def start(self) -> None:
         """Open a channel with the prefetch and start consuming."""
@@ -253,16 +221,6 @@ class Consumer:
                 ) from None
             raise
 
-    def _traceback(self, exc: BaseException) -> BaseException | None:
-        """``exc`` when its traceback is due (see the module docstring), else None."""
-        key = type(exc).__qualname__
-        now = time.monotonic()
-        last = self._tracebacks.get(key)
-        if last is not None and now - last < TRACEBACK_INTERVAL_S:
-            return None
-        self._tracebacks[key] = now
-        return exc
-
     async def _retry(
         self,
         message: AbstractIncomingMessage,
@@ -277,7 +235,7 @@ class Consumer:
                 error=error,
                 attempt=delivery.attempt,
                 final=True,
-                exc_info=self._traceback(exc),
+                exc_info=self._tracebacks.due(exc),
             )
             await self._dead_letter(message, event, delivery, error)
             return
@@ -289,7 +247,7 @@ class Consumer:
             error=error,
             attempt=delivery.attempt,
             delay_s=delay,
-            exc_info=None if expected else self._traceback(exc),
+            exc_info=None if expected else self._tracebacks.due(exc),
         )
         await self._publish_retry(message, event, delay, delivery.attempt + 1)
 

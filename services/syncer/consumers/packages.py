@@ -32,12 +32,8 @@ import structlog
 from prometheus_client import Counter
 
 from services.syncer.deps import SyncerDeps
-from services.syncer.packages.sync import (
-    ProfileData,
-    ProfileNotFoundError,
-    ProfileSyncResult,
-    sync_profile,
-)
+from services.syncer.packages.profiles import ProfileData, ProfileNotFoundError, ProfileSyncResult
+from services.syncer.packages.sync import sync_profile
 from shared.consumer import Delivery
 from shared.db import already_processed, claim_message
 from shared.errors import InvalidEventError

@@ -33,7 +33,8 @@ import asyncpg
 import structlog
 
 from services.syncer.deps import SyncerDeps
-from services.syncer.packages.sync import ProfileData, sync_profile
+from services.syncer.packages.profiles import ProfileData
+from services.syncer.packages.sync import sync_profile
 from shared.consumer import Delivery
 from shared.db import claim_message
 from shared.errors import InvalidEventError, TransientError

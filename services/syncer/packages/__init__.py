@@ -11,13 +11,13 @@ from services.syncer.packages.crm import (
     CrmUnavailableError,
     create_crm_pool,
 )
-from services.syncer.packages.sync import (
+from services.syncer.packages.profiles import (
     ProfileData,
     ProfileNotFoundError,
     ProfileSyncConflictError,
     ProfileSyncResult,
-    sync_profile,
 )
+from services.syncer.packages.sync import sync_profile
 
 __all__ = [
     "CrmReader",
