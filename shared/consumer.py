@@ -3,17 +3,30 @@
 A handler knows nothing of AMQP. It takes the validated :class:`CloudEvent` and a
 :class:`Delivery` and either returns (its work is committed) or raises:
 
-============================  ==============================================
-handler outcome               what the wrapper does
-============================  ==============================================
-returns                       ``ack``
-``PermanentError``            publish to ``<queue>.dead`` with the reason, ``ack``
-``TransientError``/other      publish to the retry queue for the next delay
-                              with ``x-crmsync-attempt + 1`` (confirmed), ``ack``;
-                              past ``max_attempts``: to ``<queue>.dead``
-broker down meanwhile         ``nack(requeue=True)``: the message stays put
-process dies                  nothing acked; RabbitMQ redelivers it
-============================  ==============================================
+=================================  =========================================================
+handler outcome                    what the wrapper does
+=================================  =========================================================
+returns                            ``ack``
+``PermanentError``, pydantic       publish to ``<queue>.dead`` with the reason at once, ``ack``
+``ValidationError``
+``TransientError``/other, or past  publish to the retry queue for the next delay with
+its deadline (``deadline_s``)      ``x-crmsync-attempt + 1`` (confirmed), ``ack``; past
+                                   ``max_attempts``: to ``<queue>.dead``
+broker down meanwhile              ``nack(requeue=True)``: the message stays put
+process dies                       nothing acked; RabbitMQ redelivers it
+=================================  =========================================================
+
+Before a message goes to ``<queue>.dead`` the consumer's ``on_dead_letter`` hook (if
+any) records it where people look (a job run ends ``failed``); if the hook itself fails
+(the database is down), the message is retried later at the same attempt instead.
+
+**Logs.** A retried failure is one line per attempt (``handler.retrying``), with no
+traceback when its class is an expected one (:data:`EXPECTED_ERRORS`: TransientError,
+asyncpg, broker and network errors, timeouts, the deadline). A traceback is logged at
+the final failure (``handler.failed``) and the first time an unexpected exception class
+is retried, at most once per queue and exception class every
+:data:`TRACEBACK_INTERVAL_S`: with Postgres down, a syncer writes a line per message,
+not a traceback per message.
 """
 
 from __future__ import annotations
@@ -22,50 +35,42 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from pydantic import ValidationError
 
 from shared.broker import Broker
+from shared.db import connection_share
+from shared.delivery import Delivery
 from shared.errors import BrokerUnavailableError, InvalidEventError, PermanentError, TransientError
-from shared.events import CloudEvent, attempt_of
+from shared.events import CloudEvent, attempt_of, describe_validation_error
+from shared.handler_failures import (
+    EXPECTED_ERRORS,
+    TRACEBACK_INTERVAL_S,
+    HandlerDeadlineError,
+    TracebackBudget,
+)
 from shared.metrics import HANDLER_SECONDS, MESSAGE_LAG_SECONDS, MESSAGES_HANDLED
-from shared.topology import QueueSpec, pick_delay
+from shared.topology import QueueSpec
 
 log = structlog.get_logger(__name__)
 
-
-@dataclass(frozen=True)
-class Delivery:
-    """What a handler may know about how its event arrived.
-
-    Attributes:
-        queue: the full queue name (with namespace).
-        attempt: 1 on first delivery, +1 per retry (our ``x-crmsync-attempt``).
-        max_attempts: the attempt after which a failure dead-letters.
-        redelivered: RabbitMQ's flag: a consumer died holding this message before.
-    """
-
-    queue: str
-    attempt: int
-    max_attempts: int
-    redelivered: bool
-    retry_delays_s: tuple[float, ...] = ()
-    # Where a request/reply caller waits for the answer (None: nobody waits).
-    reply_to: str | None = None
-
-    @property
-    def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts or not self.retry_delays_s
-
-    def next_retry_delay_s(self, retry_after_s: float | None = None) -> float:
-        """The delay, in seconds, the wrapper will wait before the next attempt."""
-        return pick_delay(self.retry_delays_s, self.attempt, retry_after_s)
+__all__ = [
+    "EXPECTED_ERRORS",
+    "TRACEBACK_INTERVAL_S",
+    "Consumer",
+    "DeadLetterHook",
+    "Delivery",
+    "Handler",
+    "HandlerDeadlineError",
+]
 
 
 Handler = Callable[[CloudEvent, Delivery], Awaitable[None]]
+# Called with the event, its delivery and the reason before it goes to ``<queue>.dead``.
+DeadLetterHook = Callable[[CloudEvent, Delivery, str], Awaitable[None]]
 
 
 class Consumer:
@@ -76,7 +81,13 @@ class Consumer:
         spec: the queue.
         handler: the coroutine to run per event.
         max_attempts: handler attempts before the message is dead-lettered.
-        prefetch_count: unacked messages in flight on this consumer.
+        prefetch_count: unacked messages in flight on this consumer, which is also how
+            many handlers of this queue run at once (acks come after the work).
+        deadline_s: longest run of one handler, in seconds (None: no deadline); past it
+            the handler is cancelled and the message retried (:class:`HandlerDeadlineError`).
+        on_dead_letter: awaited before a message goes to ``<queue>.dead``.
+        db_connections: connections of a :class:`shared.db.Pool` this queue's handlers
+            hold at once (:func:`shared.db.connection_share`); None: no share of its own.
     """
 
     def __init__(
@@ -87,6 +98,9 @@ class Consumer:
         *,
         max_attempts: int,
         prefetch_count: int = 32,
+        deadline_s: float | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
+        db_connections: int | None = None,
     ) -> None:
         self.broker = broker
         self.spec = spec
@@ -94,10 +108,14 @@ class Consumer:
         self.handler = handler
         self.max_attempts = max_attempts
         self.prefetch_count = prefetch_count
+        self.deadline_s = deadline_s
+        self.on_dead_letter = on_dead_letter
+        self._db_share = asyncio.Semaphore(db_connections) if db_connections else None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._tracebacks = TracebackBudget()
 
     async def start(self) -> None:
         """Open a channel with the prefetch and start consuming."""
@@ -121,7 +139,8 @@ class Consumer:
         if task is not None:
             self._in_flight.add(task)
         try:
-            await self._handle(message)
+            with connection_share(self._db_share):
+                await self._handle(message)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -167,10 +186,14 @@ class Consumer:
     ) -> None:
         started = time.perf_counter()
         try:
-            await self.handler(event, delivery)
+            await self._call(event, delivery)
         except PermanentError as exc:
             log.error("handler.failed_permanently", error=str(exc), attempt=delivery.attempt)
             await self._dead_letter(message, event, delivery, str(exc))
+        except ValidationError as exc:
+            error = f"invalid: {describe_validation_error(exc)}"
+            log.error("handler.failed_permanently", error=error, attempt=delivery.attempt)
+            await self._dead_letter(message, event, delivery, error)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # transient, or a bug: both are retried, boundedly
@@ -182,6 +205,22 @@ class Consumer:
         finally:
             HANDLER_SECONDS.labels(self.queue_name).observe(time.perf_counter() - started)
 
+    async def _call(self, event: CloudEvent, delivery: Delivery) -> None:
+        """The handler, under the deadline."""
+        if self.deadline_s is None:
+            await self.handler(event, delivery)
+            return
+        scope = asyncio.timeout(self.deadline_s)
+        try:
+            async with scope:
+                await self.handler(event, delivery)
+        except TimeoutError:
+            if scope.expired():
+                raise HandlerDeadlineError(
+                    f"handler ran past its {self.deadline_s:g} s deadline"
+                ) from None
+            raise
+
     async def _retry(
         self,
         message: AbstractIncomingMessage,
@@ -191,17 +230,32 @@ class Consumer:
     ) -> None:
         error = f"{type(exc).__name__}: {exc}"
         if delivery.is_last_attempt:
-            log.error("handler.failed", error=error, attempt=delivery.attempt, final=True)
+            log.error(
+                "handler.failed",
+                error=error,
+                attempt=delivery.attempt,
+                final=True,
+                exc_info=self._tracebacks.due(exc),
+            )
             await self._dead_letter(message, event, delivery, error)
             return
         retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
         delay = delivery.next_retry_delay_s(retry_after)
-        log_method = log.warning if isinstance(exc, TransientError) else log.exception
-        log_method("handler.retrying", error=error, attempt=delivery.attempt, delay_s=delay)
+        expected = isinstance(exc, EXPECTED_ERRORS)
+        log.warning(
+            "handler.retrying",
+            error=error,
+            attempt=delivery.attempt,
+            delay_s=delay,
+            exc_info=None if expected else self._tracebacks.due(exc),
+        )
+        await self._publish_retry(message, event, delay, delivery.attempt + 1)
+
+    async def _publish_retry(
+        self, message: AbstractIncomingMessage, event: CloudEvent, delay_s: float, attempt: int
+    ) -> None:
         try:
-            await self.broker.publish_retry(
-                delay, self.queue_name, event, attempt=delivery.attempt + 1
-            )
+            await self.broker.publish_retry(delay_s, self.queue_name, event, attempt=attempt)
         except BrokerUnavailableError:
             await self._requeue(message)
             return
@@ -211,6 +265,24 @@ class Consumer:
     async def _dead_letter(
         self, message: AbstractIncomingMessage, event: CloudEvent, delivery: Delivery, error: str
     ) -> None:
+        if self.on_dead_letter is not None:
+            try:
+                await self.on_dead_letter(event, delivery, error)
+            except Exception as exc:
+                # Its bookkeeping did not land (the database is down?): keep the message
+                # and come back later at the same attempt, rather than lose the record.
+                delay = max(delivery.retry_delays_s, default=0.0)
+                log.warning(
+                    "handler.dead_letter_hook_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    attempt=delivery.attempt,
+                    delay_s=delay,
+                )
+                if delay > 0:
+                    await self._publish_retry(message, event, delay, delivery.attempt)
+                else:
+                    await self._requeue(message)
+                return
         try:
             await self.broker.publish_dead(
                 self.queue_name, event, attempt=delivery.attempt, error=error

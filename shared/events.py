@@ -135,10 +135,12 @@ def attempt_of(headers: Mapping[str, Any] | None) -> int:
         return 1
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """``"customer.id: Field required"``-style text for logs and dead letters."""
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """``"customer.id: Field required"``-style text for logs and dead letters; each
+    path starts with ``prefix`` when given (``params.batchSize``)."""
     parts = []
     for err in exc.errors()[:5]:
-        path = ".".join(str(p) for p in err["loc"]) or "(body)"
+        path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+        path = path or "(body)"
         parts.append(f"{path}: {err['msg']}")
     return "; ".join(parts)

@@ -6,19 +6,32 @@
         └──(the scheduler, for a tick past its grace window)──▶ missed
 
 The row is the single place to look: status, attempts, start and end times, the
-totals the handler counted and the last error. Every function takes a pool or a
-connection from :func:`shared.db.create_pool` (jsonb as Python objects), so a
-handler can finish its run in the same transaction as its work: then a redelivered
-event finds the run finished exactly when the work is committed.
+totals the handler counted and the last error. A run whose event is dead-lettered
+(invalid parameters, or every attempt failed) ends ``failed`` with the reason
+(:func:`fail_dead_run`, the job queues' dead-letter hook), never stays ``running``.
+Every function takes a pool or a connection from :func:`shared.db.create_pool` (jsonb
+as Python objects), so a handler can finish its run in the same transaction as its
+work: then a redelivered event finds the run finished exactly when the work is
+committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypeVar
 
 import asyncpg
+import structlog
 from prometheus_client import Counter
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import InvalidEventError
+from shared.events import CloudEvent, describe_validation_error
+from shared.jobs import JobEvent
+
+log = structlog.get_logger(__name__)
+
+P = TypeVar("P", bound=BaseModel)
 
 RUN_STATUSES = ("scheduled", "running", "succeeded", "failed", "missed")
 FINISHED_STATUSES = ("succeeded", "failed", "missed")
@@ -110,3 +123,31 @@ async def add_totals(db: Db, run_id: int, counters: Mapping[str, int | float]) -
         run_id,
         dict(counters),
     )
+
+
+def job_params(job: JobEvent, model: type[P]) -> P:
+    """The run's parameters as ``model``.
+
+    Raises:
+        InvalidEventError: naming each bad field (``params.batchSize: Input should be
+            greater than or equal to 1``); permanent, so the event is dead-lettered at
+            once and :func:`fail_dead_run` ends the run ``failed`` with this text.
+    """
+    try:
+        return model.model_validate(job.params)
+    except ValidationError as exc:
+        raise InvalidEventError(
+            f"invalid job parameters: {describe_validation_error(exc, prefix='params')}"
+        ) from None
+
+
+async def fail_dead_run(db: Db, event: CloudEvent, error: str) -> None:
+    """End the run of a dead-lettered job event ``failed`` with ``error`` (no-op when the
+    run had ended already, or when the event names no run)."""
+    try:
+        job = event.data_as(JobEvent)
+    except InvalidEventError:
+        log.error("job_run.dead_letter_without_run", error=error)
+        return
+    if await finish_run(db, job.run_id, "failed", error=error):
+        log.error("job_run.failed", run_id=job.run_id, job=job.job, error=error)

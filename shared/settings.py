@@ -38,6 +38,10 @@ class CommonSettings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/crmsync"
     db_pool_min_size: int = 1
     db_pool_max_size: int = 10
+    # Longest wait for a free pool connection (s); then a TransientError, retried later.
+    db_acquire_timeout_s: float = Field(default=5.0, gt=0)
+    # Default deadline of every statement on the pool (s); the statement is cancelled.
+    db_command_timeout_s: float = Field(default=30.0, gt=0)
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     # Prefixed to every exchange and queue name; tests use it to stay apart.
     amqp_namespace: str = ""
@@ -144,8 +148,19 @@ class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
 
     syncer_host: str = "127.0.0.1"
     syncer_port: int = 8081
-    # Unacked messages per queue per replica.
-    prefetch_count: int = 32
+    # Unacked messages (= handlers in flight) per queue per replica.
+    prefetch_count: int = Field(default=32, ge=1)
+    # Per-queue prefetch, by queue name without namespace: {"syncer.logins": 4}.
+    queue_prefetch: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # Main-pool connections the handlers of one queue hold at once, per replica; empty:
+    # half of db_pool_max_size, rounded up, so one slow queue leaves the rest to others.
+    queue_db_connections: int | None = Field(default=None, ge=1)
+    # Deadline of one handler run (s); past it the handler is cancelled and retried.
+    handler_deadline_s: float = Field(default=120.0, gt=0)
+    # Deadline of a job handler run (syncer.jobs.*: a whole HubSpot batch sync), in s.
+    job_deadline_s: float = Field(default=3600.0, gt=0)
+    # Per-queue deadlines (s), by queue name without namespace: {"syncer.logins": 30}.
+    queue_deadlines_s: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     # Attempts of a provider action before it stays ``failed`` (design W2).
     action_max_attempts: int = 5
     # A provider action holds its customer's lease this long (seconds) and renews it every

@@ -120,13 +120,19 @@ async def get_messages(queue: str, limit: int = 100) -> list[aio_pika.abc.Abstra
 
 
 class TcpProxy:
-    """A TCP proxy we can cut and restore, standing between a service and RabbitMQ."""
+    """A TCP proxy we can cut and restore (or slow down), standing between a service and
+    RabbitMQ or PostgreSQL."""
 
-    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5672) -> None:
+    def __init__(
+        self, target_host: str = "127.0.0.1", target_port: int = 5672, *, reply_delay_s: float = 0
+    ) -> None:
         self.target = (target_host, target_port)
         self.server: asyncio.Server | None = None
         self.port = 0
         self.writers: set[asyncio.StreamWriter] = set()
+        # Every byte the target sends reaches the client this much later (order kept):
+        # a server that answers each request ``reply_delay_s`` late.
+        self.reply_delay_s = reply_delay_s
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -148,7 +154,32 @@ class TcpProxy:
             with contextlib.suppress(Exception):
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        async def delayed(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            loop = asyncio.get_running_loop()
+            chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def read() -> None:
+                with contextlib.suppress(Exception):
+                    while data := await src.read(65536):
+                        chunks.put_nowait((loop.time() + self.reply_delay_s, data))
+                chunks.put_nowait((0.0, b""))
+
+            async def write() -> None:
+                with contextlib.suppress(Exception):
+                    while True:
+                        due, data = await chunks.get()
+                        if not data:
+                            break
+                        await asyncio.sleep(max(0.0, due - loop.time()))
+                        dst.write(data)
+                        await dst.drain()
+                with contextlib.suppress(Exception):
+                    dst.close()
+
+            await asyncio.gather(read(), write())
+
+        downstream = delayed if self.reply_delay_s > 0 else pipe
+        await asyncio.gather(pipe(reader, up_writer), downstream(up_reader, writer))
 
     async def cut(self) -> None:
         """Stop listening and drop every open connection."""
@@ -163,6 +194,13 @@ class TcpProxy:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def dsn(self, dsn: str) -> str:
+        """``dsn`` (``postgresql://user@host:port/db``) pointed at this proxy."""
+        head, _, database = dsn.rpartition("/")
+        scheme, _, authority = head.partition("//")
+        user = authority.rpartition("@")[0]
+        return f"{scheme}//{user + '@' if user else ''}127.0.0.1:{self.port}/{database}"
 
 
 def read_reference(path: Path) -> bytes:

@@ -207,7 +207,9 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Sync one profile's packages now",
                     "description": "200 with the packages when the sync finishes within "
                     "CRMSYNC_REFRESH_WAIT_S; otherwise 202 with the request to follow at "
-                    "statusUrl. Never a 5xx because the CRM is slow.",
+                    "statusUrl. Never a 5xx because the CRM is slow. A profile crmsync "
+                    "does not have (no login or booking seen yet) is a 404; it is not "
+                    "created.",
                     "security": [{"apiKey": []}],
                     "parameters": [_PROFILE_ID],
                     "responses": {

@@ -3,7 +3,8 @@
 - ``POST /v1/events/login`` → 202 once published; login never waits for the CRM.
 - ``POST /v1/profiles/{profileId}/packages/sync`` → 200 with the fresh packages when
   the sync finishes within ``CRMSYNC_REFRESH_WAIT_S`` (request/reply over RabbitMQ),
-  else 202 with the request to follow: never a 5xx because the CRM is slow.
+  else 202 with the request to follow: never a 5xx because the CRM is slow; 404 when
+  the syncer answers that crmsync has no such profile (none is created).
 - ``GET /v1/profiles/{profileId}/packages/sync/{requestId}`` → that request's status.
 """
 
@@ -26,6 +27,7 @@ from shared.messages.profiles import (
     LOGIN,
     PACKAGES_REFRESH,
     PACKAGES_REFRESH_STATUS,
+    REFRESH_PROFILE_NOT_FOUND,
     LoginEvent,
     PackagesRefresh,
     RefreshStatusQuery,
@@ -139,7 +141,10 @@ async def refresh_packages(request: web.Request) -> web.Response:
              "statusUrl": location},
             status=202, headers={"Location": location},
         )  # fmt: skip
-    return web.json_response(json.loads(answer), headers={"Content-Location": location})
+    body = json.loads(answer)
+    if body.get("error") == REFRESH_PROFILE_NOT_FOUND:
+        raise Problem(404, "Not Found", f"no profile {profile_id!r}: nothing to refresh")
+    return web.json_response(body, headers={"Content-Location": location})
 
 
 async def refresh_status(request: web.Request) -> web.Response:

@@ -10,8 +10,10 @@
 - ``POST /_sandbox/hubspot/unique-properties`` ``{"objectType", "properties": [..]}``
   replaces that type's unique properties; ``GET`` -> ``{"<type id>": [names]}``.
 - ``POST /_sandbox/hubspot/fail-records`` ``{"objectType", "match": {"property",
-  "values"}, "category"?, "message"?, "count"?}`` -> 201 ``{"id"}``; ``GET`` -> ``{"rules":
-  [...]}``; ``DELETE`` removes them all.
+  "values"}, "category"?, "message"?, "count"?, "wholeBatch"?}`` -> 201 ``{"id"}``;
+  ``GET`` -> ``{"rules": [...]}``; ``DELETE`` removes them all. With ``wholeBatch``, a
+  batch call holding a matching input is refused whole (400 ``VALIDATION_ERROR``,
+  nothing applied) instead of failing that input alone (207).
 - ``POST /_sandbox/hubspot/rate-limit`` (:class:`RateLimitSpec`) -> 200 the limits;
   ``GET`` -> the limits; ``DELETE`` turns them off.
 - ``GET /_sandbox/hubspot/stats`` -> :meth:`HubSpotStats.to_json`.
@@ -76,6 +78,7 @@ class FailRecordsSpec(BaseModel):
     category: StrictStr = "VALIDATION_ERROR"
     message: StrictStr = "Property values were not valid"
     count: int | None = Field(default=None, ge=1)
+    wholeBatch: bool = False
 
 
 class UniqueSpec(BaseModel):
@@ -185,6 +188,7 @@ async def add_fail_rule(request: web.Request) -> web.Response:
         category=spec.category,
         message=spec.message,
         remaining=spec.count,
+        whole_batch=spec.wholeBatch,
     )
     _state(request).store.rules.append(rule)
     return web.json_response({"id": rule.id}, status=201)

@@ -11,7 +11,10 @@ Pure state, no HTTP: :mod:`services.sandbox.hubspot` turns it into HubSpot's ans
   whatever the control API registers per type; a second record with the same value is
   refused (CONFLICT). Emails are stored in lower case and compared without case.
 - Injected failures: a :class:`FailRule` makes inputs whose (resulting) properties match
-  fail with the rule's category.
+  fail with the rule's category: each such input on its own (a 207 entry), or, with
+  ``whole_batch``, the whole batch call (400, nothing applied), as HubSpot answers a
+  batch it cannot apply partly (upserts by email, API.md §3.4; creates without
+  ``objectWriteTraceId``, §3.2; §7 rule 6).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,6 +141,8 @@ class FailRule:
     category: str
     message: str
     remaining: int | None
+    # True: a matching input fails the whole batch call (400), not just itself.
+    whole_batch: bool = False
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     hits: int = 0
 
@@ -155,6 +160,7 @@ class FailRule:
             "category": self.category,
             "message": self.message,
             "count": self.remaining,
+            "wholeBatch": self.whole_batch,
             "hits": self.hits,
         }
 
@@ -234,6 +240,22 @@ class HubSpotStore:
                 rule.hits += 1
                 rule.remaining = None if rule.remaining is None else rule.remaining - 1
                 return Failure(rule.category, rule.message)
+        return None
+
+    def batch_refusal(
+        self, type_id: str, writes: Sequence[tuple[Record | None, Mapping[str, str]]]
+    ) -> Failure | None:
+        """Why a whole batch of ``(record or None for a new one, changes)`` writes is
+        refused (a live ``whole_batch`` rule matching one of them, counted as hit), or
+        None. The failure's ids name the record or the unique value it concerns."""
+        for record, changes in writes:
+            merged = {**(record.properties if record else {}), **_stored(type_id, changes)}
+            for rule in self.rules:
+                if rule.whole_batch and rule.matches(type_id, merged):
+                    rule.hits += 1
+                    rule.remaining = None if rule.remaining is None else rule.remaining - 1
+                    value = merged.get(rule.property, "")
+                    return Failure(rule.category, f"{rule.message}: {value}", [value])
         return None
 
     def check(

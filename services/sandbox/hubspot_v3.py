@@ -79,6 +79,7 @@ async def batch_create(request: web.Request) -> web.Response:
     check_size(request, len(batch.inputs))
     traces = [item.objectWriteTraceId for item in batch.inputs]
     partial_ok = None not in traces and len(set(traces)) == len(traces)
+    _refuse_whole(state, type_id, [(None, values(item.properties)) for item in batch.inputs])
     results, errors, created = [], [], list[Record]()
     for item in batch.inputs:
         record = _create(state, type_id, item)
@@ -102,6 +103,16 @@ def _find(state: HubSpotState, type_id: str, item: WriteIn) -> Record | None:
     return state.store.find_by(type_id, item.idProperty, item.id)
 
 
+def _refuse_whole(
+    state: HubSpotState, type_id: str, writes: list[tuple[Record | None, dict[str, str]]]
+) -> None:
+    """400 for the whole call, nothing applied, when a ``wholeBatch`` rule matches one
+    input (API.md §7 rule 6: a non-2xx fails the whole call; §2.4 the body)."""
+    refused = state.store.batch_refusal(type_id, writes)
+    if refused is not None:
+        raise HubSpotError(400, refused.message, refused.category, {"ids": refused.ids})
+
+
 def _no_duplicates(items: list[WriteIn]) -> None:
     keys = [(item.idProperty, item.id.casefold()) for item in items]
     if len(set(keys)) != len(keys):
@@ -117,6 +128,9 @@ async def batch_update(request: web.Request) -> web.Response:
         if item.idProperty is not None:
             unique_property(state, type_id, item.idProperty)
     _no_duplicates(batch.inputs)
+    _refuse_whole(
+        state, type_id, [(_find(state, type_id, i), values(i.properties)) for i in batch.inputs]
+    )
     results, errors = [], []
     for item in batch.inputs:
         record = _find(state, type_id, item)
@@ -141,6 +155,7 @@ async def batch_upsert(request: web.Request) -> web.Response:
     for item in batch.inputs:
         unique_property(state, type_id, item.idProperty)
     _no_duplicates(batch.inputs)
+    _refuse_whole(state, type_id, [_upsert_write(state, type_id, i) for i in batch.inputs])
     results, errors = [], []
     for item in batch.inputs:
         prop, changes = item.idProperty or "", values(item.properties)
@@ -155,6 +170,13 @@ async def batch_upsert(request: web.Request) -> web.Response:
         else:
             results.append(record_reply(outcome, item.objectWriteTraceId, new=record is None))
     return web.json_response(batch_reply(results, errors, started), status=207 if errors else 200)
+
+
+def _upsert_write(
+    state: HubSpotState, type_id: str, item: WriteIn
+) -> tuple[Record | None, dict[str, str]]:
+    prop = item.idProperty or ""
+    return state.store.find_by(type_id, prop, item.id), {**values(item.properties), prop: item.id}
 
 
 async def batch_read(request: web.Request) -> web.Response:

@@ -80,6 +80,8 @@ class Scheduler:
             max_size=settings.db_pool_max_size,
             probe_interval_s=settings.db_probe_interval_s,
             application_name=name,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
+            command_timeout_s=settings.db_command_timeout_s,
         )
         self._relay: OutboxRelay | None = None
         self._emitter: TickEmitter | None = None

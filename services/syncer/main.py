@@ -32,6 +32,14 @@ from services.syncer.consumers.orders import handle_order
 from services.syncer.consumers.packages import handle_login, handle_refresh, handle_refresh_status
 from services.syncer.consumers.packages_bulk import handle_packages_bulk_sync, handle_packages_chunk
 from services.syncer.deps import SyncerDeps
+from services.syncer.isolation import (
+    bind_hook,
+    check_queue_names,
+    dead_letter_hooks,
+    queue_db_connections,
+    queue_deadline_s,
+    queue_prefetch,
+)
 from services.syncer.packages.crm import CrmReader, create_crm_pool
 from shared import queues
 from shared.broker import Broker
@@ -147,6 +155,7 @@ class Syncer:
     def __init__(self, settings: SyncerSettings) -> None:
         self.settings = settings
         self.plan = consumer_plan(settings)
+        check_queue_names(settings, self.plan)
         self.supervisor = Supervisor.from_settings(settings)
         self.postgres = Postgres(
             settings.database_url,
@@ -154,6 +163,8 @@ class Syncer:
             max_size=settings.db_pool_max_size,
             probe_interval_s=settings.db_probe_interval_s,
             application_name="crmsync-syncer",
+            acquire_timeout_s=settings.db_acquire_timeout_s,
+            command_timeout_s=settings.db_command_timeout_s,
         )
         self.broker = Broker(
             settings.amqp_url.get_secret_value(),
@@ -236,6 +247,8 @@ class Syncer:
         if self.deps is None:
             self.deps = self._deps(pool)
         subscribed = {c.spec.name for c in self.consumers}
+        s = self.settings
+        hooks = dead_letter_hooks()
         for spec, handler, max_attempts in self.plan:
             if spec.name in subscribed:
                 continue
@@ -244,7 +257,10 @@ class Syncer:
                 spec,
                 bind(handler, self.deps),
                 max_attempts=max_attempts,
-                prefetch_count=self._prefetch(spec),
+                prefetch_count=queue_prefetch(s, spec),
+                deadline_s=queue_deadline_s(s, spec),
+                db_connections=queue_db_connections(s),
+                on_dead_letter=bind_hook(hooks.get(spec.name), self.deps),
             )
             try:
                 await consumer.start()
@@ -257,11 +273,6 @@ class Syncer:
             self._consuming.set()
         task.running()
         await asyncio.Event().wait()
-
-    def _prefetch(self, spec: QueueSpec) -> int:
-        if spec.name == queues.HUBSPOT_CONTACTS.name:
-            return max(self.settings.hubspot_push_prefetch, MAX_BATCH_INPUTS)
-        return self.settings.prefetch_count
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_s

@@ -35,8 +35,16 @@ class LoginEvent(BaseModel):
     occurred_at: EventTime = Field(alias="occurredAt")
 
 
+# The ``error`` of a refresh's answer when crmsync has no such profile (intake: 404).
+REFRESH_PROFILE_NOT_FOUND = "profile_not_found"
+
+
 class PackagesRefresh(BaseModel):
-    """``app.packages.refresh``: sync one profile now; answer ``reply_to`` if it is set."""
+    """``app.packages.refresh``: sync one profile now; answer ``reply_to`` if it is set.
+
+    The answer is the profile's packages, or ``{"error": "profile_not_found",
+    "profileId", "detail"}`` when crmsync has no such profile (none is created).
+    """
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -125,3 +125,33 @@ async def test_250_concurrent_notifications_reach_hubspot_in_a_handful_of_calls(
     assert contacts["st-249@example.test"]["cs_credits"] == "249"
     calls = await hubspot_calls(http, sandbox, "/crm/v3/objects/contacts/batch/")
     assert calls <= 6, calls
+
+
+async def test_a_push_batch_hubspot_refuses_whole_for_one_contact_delivers_the_others(
+    http, app_intake, make_syncer, database, namespace, sandbox, db
+) -> None:
+    bad = {"property": "email", "values": ["st-bad@example.test"]}
+    rule = {"objectType": "contacts", "match": bad, "wholeBatch": True}
+    async with http.post(f"{sandbox}/_sandbox/hubspot/fail-records", json=rule) as resp:
+        assert resp.status < 300, await resp.text()
+    await make_syncer(syncer_settings(database, namespace, sandbox, hubspot_push_window_s=0.5))
+    students = ["st-a", "st-bad", "st-b", "st-c"]
+    statuses = await asyncio.gather(
+        *(post(http, app_intake, notification(1, student=s)) for s in students)
+    )
+    assert set(statuses) == {202}
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) = 3 FROM contacts WHERE hubspot_synced_version = change_version"
+        ),
+        timeout_s=20,
+    )
+    assert set(await hubspot_contacts(http, sandbox)) == {
+        "st-a@example.test", "st-b@example.test", "st-c@example.test"
+    }  # fmt: skip
+    refused = await eventually(
+        lambda: db.fetchrow(
+            "SELECT student_id, hubspot_error FROM contacts WHERE hubspot_error IS NOT NULL"
+        )
+    )
+    assert refused["student_id"] == "st-bad" and "VALIDATION_ERROR" in refused["hubspot_error"]

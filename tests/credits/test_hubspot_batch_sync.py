@@ -163,6 +163,36 @@ async def test_a_207_keeps_exactly_the_failed_records_unsynced(
     assert await db.fetchval("SELECT count(*) FROM audit_log WHERE synced_at IS NULL") == 3
 
 
+async def test_a_batch_hubspot_refuses_whole_for_one_record_syncs_the_others(
+    http, syncer, sandbox, db, database
+) -> None:
+    await seed(db, contacts=250, exams=1, bookings=0)
+    bad = "student150@example.test"
+    # HubSpot cannot apply an upsert by email partly (API.md §3.4): one bad input and
+    # the whole call is a 400.
+    rule = {"objectType": "contacts", "match": {"property": "email", "values": [bad]},
+            "category": "VALIDATION_ERROR", "message": "Property values were not valid",
+            "wholeBatch": True}  # fmt: skip
+    async with http.post(f"{sandbox}/_sandbox/hubspot/fail-records", json=rule) as resp:
+        assert resp.status < 300, await resp.text()
+    run = await run_sync(db, database, objects=["contacts"])
+    assert run["status"] == "succeeded", run["error"]
+    assert run["totals"]["contacts"] == {"created": 249, "updated": 0, "failed": 1}
+    unsynced = await db.fetch(
+        "SELECT email, hubspot_error FROM contacts WHERE hubspot_synced_version < change_version"
+    )
+    assert [r["email"] for r in unsynced] == [bad]
+    assert "VALIDATION_ERROR" in unsynced[0]["hubspot_error"]
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE hubspot_error IS NOT NULL") == 1
+    assert len(await sandbox_objects(http, sandbox, "contacts")) == 249
+    # 3 batches, and the split of the bad one (100 inputs: 7 levels of 2 halves).
+    async with http.get(f"{sandbox}/_sandbox/requests", params={"provider": "hubspot"}) as resp:
+        requests = (await resp.json())["requests"]
+    calls = [r["status"] for r in requests if "/contacts/batch/" in r["path"]]
+    assert len(calls) <= 3 + 14, calls
+    assert calls.count(400) <= 8, calls
+
+
 async def test_a_client_paced_under_the_sandbox_s_rolling_limit_gets_no_429(
     http, make_syncer, database, namespace, sandbox, db
 ) -> None:

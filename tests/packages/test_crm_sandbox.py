@@ -98,8 +98,7 @@ async def test_profiles_made_from_crm_customers_are_never_matched_to_someone_els
             first_name=(c["first_name"] or "").upper(),
             last_name=c["last_name"],
         )
-        async with db.acquire() as crmsync, crmsync.transaction():
-            results[c["key"]] = await sync_profile(crmsync, crm, profile, now=now)
+        results[c["key"]] = await sync_profile(db, crm, profile, now=now)
 
     wrong = {k: asdict(r) for k, r in results.items() if r.crm_customer_id not in (None, k)}
     assert wrong == {}

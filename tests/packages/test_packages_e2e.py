@@ -223,3 +223,47 @@ async def test_a_bulk_run_shared_by_two_syncer_processes_adds_up(
             )
         )
     assert sum(shares) == 100 and all(s > 0 for s in shares), shares
+
+
+async def test_a_refresh_of_an_unknown_profile_is_a_404_and_creates_nothing(
+    http, app_intake, crm_syncer, crm_conn, db
+) -> None:
+    await add_client(crm_conn, first_name="Ng", last_name="Ghost", email="ghost@example.test")
+    async with http.post(f"{app_intake}/v1/profiles/ghost/packages/sync", headers=AUTH) as resp:
+        assert resp.status == 404
+        assert resp.content_type == "application/problem+json"
+        assert "ghost" in (await resp.json())["detail"]
+    assert await db.fetchval("SELECT count(*) FROM profiles") == 0
+    assert await db.fetchval("SELECT count(*) FROM crm_mappings") == 0
+    refresh = await db.fetchrow("SELECT status, error FROM package_refreshes")
+    assert refresh["status"] == "failed" and "no profile" in refresh["error"]
+
+
+async def test_a_booking_without_a_student_id_creates_no_profile(
+    http, app_intake, crm_syncer, crm_conn, db
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def skipped() -> float:
+        labels = {"reason": "no_student_id"}
+        return REGISTRY.get_sample_value("crmsync_package_syncs_skipped_total", labels) or 0.0
+
+    before = skipped()
+    client = await add_client(crm_conn, first_name="Em", last_name="Only", email="em@example.test")
+    await add_package(crm_conn, client)
+    booking = {
+        "idempotencyKey": "bk-nostudent", "action": "created", "occurredAt": "2026-11-21T10:00:00Z",
+        "booking": {"bookingRef": "bk-nostudent", "examRef": "bay-3",
+                    "contact": {"email": "em@example.test"}},
+    }  # fmt: skip
+    async with http.post(f"{app_intake}/v1/events/bookings", json=booking, headers=AUTH) as resp:
+        assert resp.status == 202
+    # The booking itself is applied; the package sync is skipped, and counted.
+    await eventually(lambda: db.fetchval("SELECT count(*) FROM bookings"))
+    await eventually(lambda: _above(skipped, before))
+    assert await db.fetchval("SELECT count(*) FROM profiles") == 0
+    assert await db.fetchval("SELECT count(*) FROM packages") == 0
+
+
+async def _above(value, floor: float) -> bool:
+    return value() > floor

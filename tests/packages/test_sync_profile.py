@@ -22,8 +22,7 @@ NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
 async def sync(db, crm, profile: ProfileData, now: datetime = NOW) -> ProfileSyncResult:
-    async with db.acquire() as conn, conn.transaction():
-        return await sync_profile(conn, crm, profile, now=now)
+    return await sync_profile(db, crm, profile, now=now)
 
 
 async def mapping(db, profile_id: str = "p1") -> asyncpg.Record:

@@ -304,6 +304,35 @@ async def test_injected_failures_apply_to_updates_by_the_record_s_properties(hub
     assert [o.ok for o in second.outcomes(inputs)] == [True, True]  # count 1: spent
 
 
+async def test_a_whole_batch_rule_refuses_the_call_with_a_400_and_applies_nothing(hubspot, client):
+    await hubspot.batch_create("contacts", [contact("r0", "kept@x.test", sj_credits="1")])
+    rule = {
+        "objectType": "contacts",
+        "match": {"property": "email", "values": ["bad@x.test"]},
+        "wholeBatch": True,
+    }
+    await control(client, "POST", "/fail-records", rule)
+    inputs = [
+        BatchUpsertInput(id=email, id_property="email", properties={"sj_credits": "7"})
+        for email in ("kept@x.test", "new@x.test", "BAD@x.test")
+    ]
+
+    with pytest.raises(ProviderRejectedError) as refused:
+        await hubspot.batch_upsert("contacts", inputs)
+
+    assert refused.value.status == 400
+    assert "VALIDATION_ERROR" in str(refused.value) and "bad@x.test" in refused.value.body
+    stored = await records(client, "contacts")
+    assert [(r["properties"]["email"], r["properties"]["sj_credits"]) for r in stored] == [
+        ("kept@x.test", "1")
+    ]
+    # Without the bad input the same batch goes through.
+    result = await hubspot.batch_upsert("contacts", inputs[:2])
+    assert [o.ok for o in result.outcomes(inputs[:2])] == [True, True]
+    (listed,) = (await control(client, "GET", "/fail-records"))["rules"]
+    assert (listed["hits"], listed["wholeBatch"]) == (1, True)
+
+
 async def test_search_filters_sorts_and_pages(hubspot):
     inputs = [
         contact(f"r{n}", f"{n}@x.test", sj_credits=str(n), firstname=name)

@@ -4,7 +4,11 @@ The run row shows progress while the sync runs (totals after every batch, for
 ``crmsync trigger hubspot.batch_sync --wait``) and the summary at the end:
 created / updated / failed per object, associations made, the first errors.
 A run HubSpot refuses outright (bad token, daily limit) ends ``failed`` with why;
-it is not retried, because retrying cannot help before someone acts.
+it is not retried, because retrying cannot help before someone acts. Invalid
+parameters end the run ``failed`` at once, naming the field; a run whose every attempt
+failed (or ran past ``CRMSYNC_JOB_DEADLINE_S``) ends ``failed`` when its event is
+dead-lettered (``shared.runs.fail_dead_run``). One record HubSpot refuses never fails
+its batch: see :mod:`services.syncer.hubspot.contacts`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from services.syncer.hubspot.batch_sync import BatchSync, StopRun
 from shared.consumer import Delivery
 from shared.events import CloudEvent
 from shared.jobs import HubSpotBatchSyncParams, JobEvent
-from shared.runs import finish_run, record_run_error, start_run
+from shared.runs import finish_run, job_params, record_run_error, start_run
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +31,7 @@ async def handle_hubspot_batch_sync(
     event: CloudEvent, delivery: Delivery, deps: SyncerDeps
 ) -> None:
     job = event.data_as(JobEvent)
-    params = HubSpotBatchSyncParams.model_validate(job.params)
+    params = job_params(job, HubSpotBatchSyncParams)
     if not await start_run(deps.pool, job.run_id):
         log.info("hubspot_sync.already_finished", run_id=job.run_id)
         return
@@ -52,10 +56,8 @@ async def handle_hubspot_batch_sync(
         log.error("hubspot_sync.stopped", run_id=job.run_id, error=str(exc))
         return
     except Exception as exc:
-        if delivery.is_last_attempt:
-            await finish_run(deps.pool, job.run_id, "failed", sync.totals.as_dict(), error=str(exc))
-        else:
-            await record_run_error(deps.pool, job.run_id, str(exc))
+        # Retried; the last failure ends the run ``failed`` (the dead-letter hook).
+        await record_run_error(deps.pool, job.run_id, f"{type(exc).__name__}: {exc}")
         raise
     await finish_run(deps.pool, job.run_id, "succeeded", totals.as_dict())
     log.info("hubspot_sync.finished", run_id=job.run_id, **totals.as_dict())

@@ -11,30 +11,39 @@ chunk), then adds its counts to the run row in one transaction with its idempote
 claim (a redelivered chunk never counts twice). The chunk that brings ``chunksDone``
 to ``chunks`` finishes the run. A chunk that cannot reach the CRM is retried; on its
 last attempt its remaining profiles count as failed, so one chunk never stops the run.
+Each profile's CRM read holds no connection to crmsync's database (``sync_profile``).
+
+A chunk that is dead-lettered all the same (its data is invalid, its handler kept
+failing or running past its deadline) is counted by :func:`on_chunk_dead_letter`: its
+profiles as failed, the chunk as done, its error in ``errors`` and on the run, so the
+run still ends, ``failed`` (``deadChunks`` > 0), when its last chunk is done. Invalid
+job parameters end the run ``failed`` at once (``shared.runs.fail_dead_run``).
 
 Run totals: ``totalProfiles``, ``chunks``, ``chunksDone``, ``successfulProfiles``,
 ``failedProfiles``, ``unmatchedProfiles``, ``totalPackages``, ``errors`` (the first 20),
-``durationS``.
+``deadChunks`` (when any), ``durationS``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 import asyncpg
 import structlog
 
 from services.syncer.deps import SyncerDeps
-from services.syncer.packages.sync import ProfileData, sync_profile
+from services.syncer.packages.profiles import ProfileData
+from services.syncer.packages.sync import sync_profile
 from shared.consumer import Delivery
 from shared.db import claim_message
-from shared.errors import TransientError
+from shared.errors import InvalidEventError, TransientError
 from shared.events import CloudEvent
 from shared.jobs import JobEvent, PackagesBulkSyncParams
 from shared.messages.profiles import PACKAGES_CHUNK, PackagesChunk
 from shared.outbox import enqueue_many
 from shared.queues import PACKAGES_CHUNKS
-from shared.runs import add_totals, finish_run, start_run
+from shared.runs import add_totals, finish_run, job_params, start_run
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +55,7 @@ async def handle_packages_bulk_sync(
 ) -> None:
     """Split the run into chunk messages (once, however often the event comes)."""
     job = event.data_as(JobEvent)
-    params = PackagesBulkSyncParams.model_validate(job.params)
+    params = job_params(job, PackagesBulkSyncParams)
     async with deps.pool.acquire() as conn, conn.transaction():
         if not await start_run(conn, job.run_id):
             return
@@ -100,10 +109,9 @@ async def handle_packages_chunk(event: CloudEvent, delivery: Delivery, deps: Syn
     errors: list[str] = []
     for profile_id in chunk.profile_ids:
         try:
-            async with deps.pool.acquire() as conn, conn.transaction():
-                result = await sync_profile(
-                    conn, deps.crm, ProfileData(profile_id), now=datetime.now(UTC)
-                )
+            result = await sync_profile(
+                deps.pool, deps.crm, ProfileData(profile_id), now=datetime.now(UTC), create=False
+            )
         except TransientError as exc:
             if not delivery.is_last_attempt:
                 raise  # the CRM is away: retry the chunk (syncs are idempotent)
@@ -147,17 +155,53 @@ async def _add_errors(conn: asyncpg.Connection, run_id: int, errors: list[str]) 
     )
 
 
+async def on_chunk_dead_letter(
+    event: CloudEvent, delivery: Delivery, error: str, deps: SyncerDeps
+) -> None:
+    """Count a dead-lettered chunk: its profiles failed, the chunk done, the run ``failed``
+    once its last chunk is done. Idempotent by the chunk's event id (the same claim as
+    the handler's, so a chunk is counted once whichever way it ends)."""
+    try:
+        chunk = event.data_as(PackagesChunk)
+    except InvalidEventError:
+        log.error("packages_bulk.dead_chunk_without_run", error=error)
+        return
+    message = f"chunk {chunk.chunk}/{chunk.chunks} dead-lettered: {error}"
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim_message(conn, PACKAGES_CHUNKS.name, event.id):
+            return
+        await add_totals(
+            conn,
+            chunk.run_id,
+            {"failedProfiles": len(chunk.profile_ids), "chunksDone": 1, "deadChunks": 1},
+        )
+        await _add_errors(conn, chunk.run_id, [message])
+        await conn.execute(
+            "UPDATE job_runs SET error = coalesce(error, $2) WHERE id = $1 AND status = 'running'",
+            chunk.run_id,
+            message[:2000],
+        )
+        await _finish_if_done(conn, chunk.run_id)
+    log.error("packages_bulk.chunk_dead", run_id=chunk.run_id, chunk=chunk.chunk, error=error)
+
+
 async def _finish_if_done(conn: asyncpg.Connection, run_id: int) -> None:
     row = await conn.fetchrow(
         """
         SELECT (totals ->> 'chunksDone')::int >= (totals ->> 'chunks')::int AS done,
+               coalesce((totals ->> 'deadChunks')::int, 0) AS dead, error,
                extract(epoch FROM now() - started_at) AS duration_s
         FROM job_runs WHERE id = $1 FOR UPDATE
         """,
         run_id,
     )
     if row is not None and row["done"]:
+        status: Literal["succeeded", "failed"] = "failed" if row["dead"] else "succeeded"
         await finish_run(
-            conn, run_id, "succeeded", {"durationS": round(float(row["duration_s"]), 3)}
+            conn,
+            run_id,
+            status,
+            {"durationS": round(float(row["duration_s"]), 3)},
+            error=row["error"] if row["dead"] else None,
         )
-        log.info("packages_bulk.finished", run_id=run_id)
+        log.info("packages_bulk.finished", run_id=run_id, status=status)

@@ -1,8 +1,9 @@
 """crmsync's side of W1: the SQL on ``profiles``, ``crm_mappings`` and ``packages``.
 
 Every write is an upsert by a natural key (``profile_id``, ``crm_package_id``) that
-leaves unchanged rows alone, so a replayed sync writes nothing. All functions run in
-the caller's transaction.
+leaves unchanged rows alone, so a replayed sync writes nothing. :func:`read_profile`
+runs on its own (before the CRM is read, no transaction held); every other function
+runs in the caller's write transaction.
 """
 
 from __future__ import annotations
@@ -33,13 +34,25 @@ WHERE (p.email, p.phone, p.first_name, p.last_name, p.last_login_at) IS DISTINCT
        GREATEST(p.last_login_at, EXCLUDED.last_login_at))
 """
 
-# A separate statement after the upsert: it takes a new snapshot, so it sees a mapping
-# that a concurrent sync of this profile committed while we waited for the row lock.
-_PROFILE_AND_MAPPING = """
-SELECT p.email, p.phone_e164, p.first_name, p.last_name,
+# Before the CRM is read. The snapshot is taken when the statement starts and the
+# ticket while it runs, so a sync holding a higher ticket read crmsync's rows no earlier.
+_READ_PROFILE = """
+SELECT nextval('crm_read_tickets') AS ticket, p.profile_id IS NOT NULL AS found,
+       p.email, p.phone_e164, p.first_name, p.last_name,
+       m.status, m.crm_customer_id, m.method
+FROM (SELECT 1) one
+LEFT JOIN profiles p ON p.profile_id = $1
+LEFT JOIN crm_mappings m ON m.profile_id = p.profile_id
+"""
+
+# In the write transaction, after the upsert (a new snapshot: it sees what a concurrent
+# sync committed while we waited for the row lock).
+_LOCK_PROFILE = """
+SELECT p.email, p.phone_e164, p.first_name, p.last_name, p.crm_read_ticket,
        m.status, m.crm_customer_id, m.method
 FROM profiles p LEFT JOIN crm_mappings m USING (profile_id)
 WHERE p.profile_id = $1
+FOR UPDATE OF p
 """
 
 _RECORD_MAPPING = """
@@ -95,6 +108,21 @@ SELECT (SELECT count(*) FROM upserted) AS changed, (SELECT count(*) FROM removed
 """
 
 
+async def read_profile(db: asyncpg.Pool | asyncpg.Connection, profile_id: str) -> asyncpg.Record:
+    """The profile's stored keys and mapping, and a new CRM read ticket; one statement,
+    no lock, no transaction.
+
+    Returns:
+        ``ticket`` (from ``crm_read_tickets``), ``found`` (False: no such profile; the
+        other columns are then NULL), ``email``, ``phone_e164``, ``first_name``,
+        ``last_name``, and the mapping's ``status``, ``crm_customer_id``, ``method``
+        (NULL when it has none).
+    """
+    row: asyncpg.Record | None = await db.fetchrow(_READ_PROFILE, profile_id)
+    assert row is not None
+    return row
+
+
 async def upsert_profile(
     conn: asyncpg.Connection,
     profile_id: str,
@@ -105,17 +133,26 @@ async def upsert_profile(
     first_name: str | None,
     last_name: str | None,
     last_login_at: datetime | None,
-) -> asyncpg.Record:
+) -> None:
     """Upsert the profile (None keeps the stored value; ``last_login_at`` only moves
-    forward), lock its row until the transaction ends, and return its stored keys
-    (``email``, ``phone_e164``, ``first_name``, ``last_name``) with its mapping's
-    ``status``, ``crm_customer_id`` and ``method`` (NULL when it has none)."""
+    forward); its row stays locked until the transaction ends."""
     await conn.execute(
         _UPSERT_PROFILE, profile_id, email, phone, phone_e164, first_name, last_name, last_login_at
     )
-    row: asyncpg.Record | None = await conn.fetchrow(_PROFILE_AND_MAPPING, profile_id)
-    assert row is not None
+
+
+async def lock_profile(conn: asyncpg.Connection, profile_id: str) -> asyncpg.Record | None:
+    """Lock the profile's row until the transaction ends; its keys, ``crm_read_ticket``
+    and mapping as :func:`read_profile` gives them, or None when there is no profile."""
+    row: asyncpg.Record | None = await conn.fetchrow(_LOCK_PROFILE, profile_id)
     return row
+
+
+async def record_read(conn: asyncpg.Connection, profile_id: str, ticket: int) -> None:
+    """The profile's data now comes from the CRM read that took ``ticket``."""
+    await conn.execute(
+        "UPDATE profiles SET crm_read_ticket = $2 WHERE profile_id = $1", profile_id, ticket
+    )
 
 
 async def upsert_mapping(
