@@ -10,6 +10,9 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY migrations ./migrations
-RUN pip install --no-deps --no-build-isolation -e . && useradd --system crmsync
-USER crmsync
+# A fixed numeric uid, so Kubernetes can check runAsNonRoot (deploy/kubernetes).
+RUN pip install --no-deps --no-build-isolation -e . \
+    && groupadd --system --gid 10001 crmsync \
+    && useradd --system --uid 10001 --gid 10001 crmsync
+USER 10001:10001
 ENTRYPOINT ["crmsync"]

@@ -10,7 +10,7 @@ UV_VERSION ?= 0.13.9
 BUILD_REQUIRES = $(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))"
 LOCK_FLAGS = --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock" --quiet
 
-.PHONY: install dev test lint lock bench cluster clean
+.PHONY: install dev test lint lock k8s-config bench cluster clean
 
 # Every install comes from the lock files, with hashes: the same versions everywhere.
 $(BIN)/crmsync: pyproject.toml requirements-dev.lock
@@ -32,6 +32,10 @@ lock:
 	$(BUILD_REQUIRES) | $(BIN)/uv pip compile pyproject.toml - --extra dev $(LOCK_FLAGS) \
 		-c requirements.lock $(if $(UPGRADE),--upgrade) -o requirements-dev.lock
 
+## Regenerate deploy/kubernetes's ConfigMap and Secret keys from .env.example.
+k8s-config: install
+	$(BIN)/python deploy/kubernetes/generate_config.py
+
 .env:
 	cp .env.example .env
 
@@ -41,13 +45,13 @@ dev: install .env
 
 ## The whole test suite (real PostgreSQL and RabbitMQ), then lint and import contracts.
 test: install
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check shared services tests bench deploy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(WORKERS) -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check shared services tests bench
-	$(BIN)/ruff format --check shared services tests bench
+	$(BIN)/ruff check shared services tests bench deploy
+	$(BIN)/ruff format --check shared services tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
