@@ -593,6 +593,8 @@ def main() -> int:
     finally:
         try:
             stack.close()
+        except (OSError, RuntimeError, asyncpg.PostgresError) as exc:
+            print(f"cleanup of the stack failed: {exc}", file=sys.stderr)
         finally:
             cluster.stop()
     print()
