@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from services.outbox_cli import outbox
 from services.sandbox.crm_cli import seed_crm
 from services.scheduler.cli import jobs, runs, scheduler, trigger
 from shared.logging import configure_logging
@@ -117,7 +118,11 @@ def dev(with_sandbox: bool, syncers: int) -> None:
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Intake base URL.")
 @click.option("--webhook-id", default=None, help="X-Shopify-Webhook-Id [default: a new UUID].")
 def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: str | None) -> None:
-    """Sign FILE's exact bytes as the provider would and POST it to intake."""
+    """Sign FILE's exact bytes as the provider would and POST it to intake.
+
+    Shopify: HMAC with CRMSYNC_SHOPIFY_WEBHOOK_SECRET. Commerce7: Basic auth with
+    CRMSYNC_COMMERCE7_WEBHOOK_USERNAME / _PASSWORD (from the environment or .env).
+    """
     from services.intake.auth import shopify_hmac
 
     body = file.read_bytes()
@@ -158,7 +163,7 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
         return resp.status, await resp.text()
 
 
-for _command in (scheduler, jobs, trigger, runs, seed_crm):
+for _command in (scheduler, jobs, trigger, runs, seed_crm, outbox):
     main.add_command(_command)
 
 if __name__ == "__main__":

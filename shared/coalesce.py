@@ -13,6 +13,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 K = TypeVar("K", bound=Hashable)
 
 # flush(keys) -> per-key outcome: None = done, an exception = that key failed.
@@ -56,12 +60,28 @@ class Coalescer(Generic[K]):
         batch, self._pending = self._pending, {}
         task = asyncio.create_task(self._run(batch))
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        # _run hands every failure to the waiters; anything left is a bug of ours,
+        # and must be seen, not left to "Task exception was never retrieved".
+        if not task.cancelled() and task.exception() is not None:
+            log.error("coalescer.flush_crashed", exc_info=task.exception())
 
     async def _run(self, batch: dict[K, list[asyncio.Future[None]]]) -> None:
         self.flushes += 1
         try:
             outcomes = await self.flush(list(batch))
+            for key, futures in batch.items():
+                error = outcomes.get(key)
+                for future in futures:
+                    if future.done():
+                        continue
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
         except BaseException as exc:  # every waiter must wake, whatever happened
             for futures in batch.values():
                 for future in futures:
@@ -69,16 +89,6 @@ class Coalescer(Generic[K]):
                         future.set_exception(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            return
-        for key, futures in batch.items():
-            error = outcomes.get(key)
-            for future in futures:
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
 
     async def drain(self) -> None:
         """Flush what is waiting and wait for running flushes (shutdown)."""

@@ -8,8 +8,11 @@ Our exception hierarchy::
     │   └── ProviderRejectedError a provider said no for good (400, 401, 403, 404, 422)
     ├── TransientError            try again later, after ``retry_after_s`` if given
     │   ├── ProviderUnavailableError  429, 5xx, timeouts, connection errors
-    │   └── BrokerUnavailableError    RabbitMQ unreachable or did not confirm
-    └── QuotaExhaustedError       a provider's daily quota is spent: stop the run, say why
+    │   ├── BrokerUnavailableError    RabbitMQ unreachable or did not confirm
+    │   │   └── PublishRefusedError   RabbitMQ answered, and said no (unroutable, nack)
+    │   └── DatabaseUnavailableError  Postgres not reachable (yet)
+    ├── QuotaExhaustedError       a provider's daily quota is spent: stop the run, say why
+    └── TopologyMismatchError     a queue or exchange exists with other arguments
 
 Consumers only ever need to ask one question, ``is it permanent?``; the provider
 client decides, citing the provider's documentation, as healthchecks' transports do.
@@ -108,3 +111,44 @@ class QuotaExhaustedError(ProviderError):
 
 class BrokerUnavailableError(TransientError):
     """RabbitMQ is unreachable, or did not confirm a publish in time."""
+
+
+class PublishRefusedError(BrokerUnavailableError):
+    """RabbitMQ took the publish and refused it: returned as unroutable (no queue is
+    bound for its routing key; we publish ``mandatory``) or nacked (e.g. a quorum queue
+    at its length limit with ``x-overflow: reject-publish``).
+
+    A subclass of :class:`BrokerUnavailableError` so that callers which only need "it
+    did not get through" (intake's 503) need not care; the outbox relay does care: a
+    refusal counts an attempt of that row, an unavailable broker counts nothing.
+    """
+
+
+class DatabaseUnavailableError(TransientError):
+    """Postgres is not reachable, or the service has not opened its pool yet."""
+
+
+class TopologyMismatchError(CrmsyncError):
+    """A queue or exchange already exists with arguments other than those crmsync
+    declares (RabbitMQ answers ``PRECONDITION_FAILED`` and closes the channel).
+
+    Retrying helps only once an operator deletes or migrates the entity; the broker
+    task keeps retrying with backoff and ``/readyz`` shows this error meanwhile.
+
+    Attributes:
+        kind: ``"queue"`` or ``"exchange"``.
+        name: the entity's full name.
+        argument: the argument that differs (``"x-delivery-limit"``), or ``""``.
+        existing: its value on the broker, as RabbitMQ prints it (``"10"``, ``"none"``).
+        declared: the value crmsync declares.
+    """
+
+    def __init__(
+        self, message: str, *, kind: str, name: str, argument: str, existing: str, declared: str
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.argument = argument
+        self.existing = existing
+        self.declared = declared

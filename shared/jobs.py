@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
+from shared.messages.types import BIGINT_MAX, Day, json_integer
 from shared.topology import QueueSpec
 
 ENROLLMENTS_EXPIRE = "enrollments.expire"
@@ -62,9 +63,13 @@ class PackagesBulkSyncParams(JobParams):
         only_new_profiles: only profiles never synced before (``onlyNewProfiles``).
     """
 
-    batch_size: int = Field(default=20, ge=1, le=500, alias="batchSize")
-    max_profiles: int | None = Field(default=None, ge=1, alias="maxProfiles")
-    only_new_profiles: bool = Field(default=False, alias="onlyNewProfiles")
+    batch_size: Annotated[int, Field(ge=1, le=500), BeforeValidator(json_integer)] = Field(
+        default=20, alias="batchSize"
+    )
+    max_profiles: (
+        Annotated[int, Field(ge=1, le=BIGINT_MAX), BeforeValidator(json_integer)] | None
+    ) = Field(default=None, alias="maxProfiles")
+    only_new_profiles: bool = Field(default=False, alias="onlyNewProfiles", strict=True)
 
 
 HubSpotObject = Literal["contacts", "bookings", "mock_exams"]
@@ -81,7 +86,9 @@ class HubSpotBatchSyncParams(JobParams):
     objects: tuple[HubSpotObject, ...] = Field(
         default=("contacts", "bookings", "mock_exams"), min_length=1
     )
-    batch_size: int = Field(default=100, ge=1, le=100, alias="batchSize")
+    batch_size: Annotated[int, Field(ge=1, le=100), BeforeValidator(json_integer)] = Field(
+        default=100, alias="batchSize"
+    )
 
 
 class RepCardSyncParams(JobParams):
@@ -94,16 +101,20 @@ class RepCardSyncParams(JobParams):
         skip_*: leave one entity out (``skipUsers``, ``skipOffices``, ...).
     """
 
-    incremental: bool = True
-    start_date: date | None = Field(default=None, alias="startDate")
-    end_date: date | None = Field(default=None, alias="endDate")
-    skip_users: bool = Field(default=False, alias="skipUsers")
-    skip_offices: bool = Field(default=False, alias="skipOffices")
-    skip_customers: bool = Field(default=False, alias="skipCustomers")
-    skip_appointments: bool = Field(default=False, alias="skipAppointments")
-    skip_status_logs: bool = Field(default=False, alias="skipStatusLogs")
-    skip_customer_attachments: bool = Field(default=False, alias="skipCustomerAttachments")
-    skip_appointment_attachments: bool = Field(default=False, alias="skipAppointmentAttachments")
+    incremental: bool = Field(default=True, strict=True)
+    start_date: Day | None = Field(default=None, alias="startDate")
+    end_date: Day | None = Field(default=None, alias="endDate")
+    skip_users: bool = Field(default=False, alias="skipUsers", strict=True)
+    skip_offices: bool = Field(default=False, alias="skipOffices", strict=True)
+    skip_customers: bool = Field(default=False, alias="skipCustomers", strict=True)
+    skip_appointments: bool = Field(default=False, alias="skipAppointments", strict=True)
+    skip_status_logs: bool = Field(default=False, alias="skipStatusLogs", strict=True)
+    skip_customer_attachments: bool = Field(
+        default=False, alias="skipCustomerAttachments", strict=True
+    )
+    skip_appointment_attachments: bool = Field(
+        default=False, alias="skipAppointmentAttachments", strict=True
+    )
 
     @field_validator("end_date")
     @classmethod

@@ -14,6 +14,11 @@ from typing import Literal
 import structlog
 
 
+def _channel_reopen_noise(record: logging.LogRecord) -> bool:
+    """False for aio-pika's "callback RobustChannel._on_close error" lines."""
+    return "RobustChannel._on_close" not in record.getMessage()
+
+
 def configure_logging(
     level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto", *, service: str = ""
 ) -> None:
@@ -57,8 +62,16 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # aiormq logs every reconnect attempt at WARNING with a traceback; keep one line.
+    # aiormq logs every reconnect attempt at WARNING with a traceback, aio-pika's robust
+    # connection one line per attempt: the broker task logs once per state change.
     logging.getLogger("aiormq").setLevel(max(numeric, logging.ERROR))
+    logging.getLogger("aio_pika.robust_connection").setLevel(max(numeric, logging.CRITICAL))
+    # Each robust channel logs an error when it cannot reopen at once after the link
+    # dropped; the connection reopens them all when it is back.
+    logging.getLogger("aio_pika.tools").addFilter(_channel_reopen_noise)
+    # asyncpg's pool logs a traceback per attempt to restore its floor of connections
+    # while Postgres is down; the supervised ``postgres`` task says it once.
+    logging.getLogger("asyncpg.pool").setLevel(max(numeric, logging.ERROR))
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
     if service:
         structlog.contextvars.bind_contextvars(service=service)

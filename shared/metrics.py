@@ -21,16 +21,35 @@ MESSAGE_LAG_SECONDS = Histogram(
 )
 OUTBOX_PUBLISHED = Counter("crmsync_outbox_published_total", "Outbox rows published.")
 OUTBOX_FAILURES = Counter(
-    "crmsync_outbox_publish_failures_total", "Outbox relay rounds that failed."
+    "crmsync_outbox_publish_failures_total",
+    "Outbox relay rounds stopped because RabbitMQ was away (no row counts an attempt).",
+)
+OUTBOX_REFUSED = Counter(
+    "crmsync_outbox_publish_refused_total",
+    "Outbox row publishes RabbitMQ refused (unroutable or nacked); each counts an attempt.",
+)
+OUTBOX_FAILED_ROWS = Gauge(
+    "crmsync_outbox_failed_rows",
+    "Outbox rows parked as failed after their last attempt (database-wide: every replica "
+    "reports the same figure, so take the max, not the sum).",
+)
+TASK_UP = Gauge(
+    "crmsync_task_up", "1 while a supervised background task is running, else 0.", ["task"]
+)
+TASK_RESTARTS = Counter(
+    "crmsync_task_restarts_total",
+    "Restarts of a supervised background task after it failed.",
+    ["task"],
 )
 PROVIDER_ACTIONS = Counter(
     "crmsync_provider_actions_total",
-    "Provider actions finished, by provider, kind and outcome (completed, retried, failed).",
+    "Provider action attempts, by provider, kind and outcome (completed, retried, failed,"
+    " lease_busy).",
     ["provider", "kind", "outcome"],
 )
 HTTP_REQUESTS = Counter(
     "crmsync_http_requests_total",
-    "HTTP requests answered, by route and status.",
+    "HTTP requests answered, by route template (never the raw path) and status.",
     ["route", "status"],
 )
 PUBLISH_SECONDS = Histogram(
@@ -41,7 +60,8 @@ PUBLISH_SECONDS = Histogram(
 PUBLISH_FAILURES = Counter("crmsync_publish_failures_total", "Publishes that got no confirm.")
 WEBHOOKS_IGNORED = Counter(
     "crmsync_webhooks_ignored_total",
-    "Webhooks accepted (2xx) but not handled, by provider and topic.",
+    "Webhooks accepted (2xx) but not handled, by provider and topic (known topics only, "
+    "others as `other`).",
     ["provider", "topic"],
 )
 BROKER_READY = Gauge("crmsync_broker_ready", "1 while connected to RabbitMQ.")

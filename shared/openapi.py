@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.readiness import READINESS_SCHEMA
+
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -47,10 +49,21 @@ def operational_paths(ready_means: str) -> dict[str, Any]:
         },
         "/readyz": {
             "get": {
-                "summary": f"{ready_means} reachable",
+                "summary": f"{ready_means} reachable, every background task running",
                 "responses": {
-                    "200": {"description": "ready"},
-                    "503": problem(f"{ready_means} unreachable"),
+                    "200": {
+                        "description": "ready: each component's state",
+                        "content": {"application/json": {"schema": READINESS_SCHEMA}},
+                    },
+                    "503": {
+                        "description": f"not ready ({ready_means} unreachable, or a "
+                        "background task restarting): a problem with each component's state",
+                        "content": {
+                            "application/problem+json": {
+                                "schema": {"allOf": [PROBLEM_REF, READINESS_SCHEMA]}
+                            }
+                        },
+                    },
                 },
             }
         },

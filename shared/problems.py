@@ -66,8 +66,13 @@ class Problem(Exception):
 
 
 def pointer(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as a JSON Pointer (RFC 6901)."""
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in loc)
+    """A pydantic error location as a JSON Pointer (RFC 6901).
+
+    A bad dictionary key is reported by pydantic at ``(..., key, "[key]")``: the
+    pointer names the key's member, ``/credits/gold_stars``.
+    """
+    parts = [p for p in loc if p != "[key]"]
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def validation_problem(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Problem:
@@ -84,10 +89,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render errors as problem+json and count every answer by route and status."""
-    route = (
-        request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
-    )
+    """Render errors as problem+json and count every answer by route and status.
+
+    The ``route`` label is the matched route's template (``/v1/runs/{id}``), ``-`` when
+    no route matched: never the raw path, which any caller could fill with new label
+    values (and so new time series) without bound.
+    """
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "-"
     try:
         response = await handler(request)
     except Problem as problem:

@@ -19,7 +19,7 @@ from shared.messages.profiles import (
 )
 from shared.topology import QueueSpec
 
-ORDERS = QueueSpec("syncer.orders", ("shopify.orders.*", "commerce7.order.*"))
+ORDERS = QueueSpec("syncer.orders", ("shopify.orders.*", "shopify.refunds.*", "commerce7.order.*"))
 MEMBERSHIP_ACTIONS = {
     provider: QueueSpec(
         f"syncer.membership_actions.{provider}", (membership_action_type(provider),)

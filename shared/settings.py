@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -49,6 +49,14 @@ class CommonSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     # Where this service's events say they come from (CloudEvents ``source``).
     source: str = "urn:crmsync"
+    # Supervised background tasks (broker connection, Postgres, outbox relay, tick loop)
+    # restart after a failure with exponential backoff and jitter within these bounds (s).
+    supervisor_backoff_min_s: float = Field(default=0.5, gt=0)
+    supervisor_backoff_max_s: float = Field(default=30.0, gt=0)
+    # Seconds between two attempts of the broker connection to reconnect once it was up.
+    broker_reconnect_interval_s: float = Field(default=2.0, gt=0)
+    # Seconds between two probes of Postgres (``SELECT 1``) that /readyz reports.
+    db_probe_interval_s: float = Field(default=2.0, gt=0)
 
     def quorum_group_size(self) -> int:
         """``quorum_initial_group_size``, or the number of comma-separated URLs in
@@ -57,6 +65,21 @@ class CommonSettings(BaseSettings):
             return self.quorum_initial_group_size
         urls = [u for u in self.amqp_url.get_secret_value().split(",") if u.strip()]
         return max(1, len(urls))
+
+
+class OutboxSettings(BaseSettings):
+    """The outbox relay's retries (syncer and scheduler)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRMSYNC_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
+
+    # Publishes of one row RabbitMQ may refuse (unroutable, nack) before it is parked
+    # as failed; an unreachable broker counts no attempt.
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    # Wait before a refused row's next attempt: exponential from min to max, with jitter (s).
+    outbox_retry_min_s: float = Field(default=1.0, gt=0)
+    outbox_retry_max_s: float = Field(default=300.0, gt=0)
 
 
 class ProviderSettings(BaseSettings):
@@ -99,8 +122,17 @@ class IntakeSettings(CommonSettings):
     intake_port: int = 8080
     # Shopify signs with the app's client secret (WEBHOOKS.md §3).
     shopify_webhook_secret: SecretStr = SecretStr("")
+    # The secret before a rotation, also accepted: Shopify keeps signing with the old
+    # one for up to an hour after the switch. Empty once the rotation is over.
+    shopify_webhook_secret_previous: SecretStr = SecretStr("")
+    # Basic credentials Commerce7 sends with each webhook. Without them every Commerce7
+    # webhook is refused (401), unless commerce7_allow_unauthenticated says otherwise.
     commerce7_webhook_username: str = ""
     commerce7_webhook_password: SecretStr = SecretStr("")
+    # The password before a rotation, also accepted while the webhook is re-saved.
+    commerce7_webhook_password_previous: SecretStr = SecretStr("")
+    # Local use only: accept Commerce7 webhooks without Basic credentials when none are set.
+    commerce7_allow_unauthenticated: bool = False
     commerce7_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Largest request body accepted, in bytes (1 MiB); a Shopify order is ~30 KB.
     max_body_bytes: int = 1_048_576
@@ -113,7 +145,7 @@ class IntakeSettings(CommonSettings):
     _split_tenants = field_validator("commerce7_tenants", mode="before")(_split_csv)
 
 
-class SyncerSettings(CommonSettings, ProviderSettings):
+class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
     """``crmsync syncer``."""
 
     syncer_host: str = "127.0.0.1"
@@ -122,6 +154,16 @@ class SyncerSettings(CommonSettings, ProviderSettings):
     prefetch_count: int = 32
     # Attempts of a provider action before it stays ``failed`` (design W2).
     action_max_attempts: int = 5
+    # A provider action holds its customer's lease this long (seconds) and renews it every
+    # third of it while its provider calls run; a crashed holder's lease is taken over
+    # once it has expired. Longer than one provider call (``http_timeout_s``).
+    provider_lease_s: float = Field(default=30.0, gt=0)
+    # An action whose customer's lease is busy comes back after this many seconds
+    # (not counted as an attempt).
+    provider_lease_retry_s: float = Field(default=1.0, gt=0)
+    # A cancelled order, or one refunded below its tier's amount, revokes the enrolment
+    # it earned (or moves it to what the customer's other paid orders qualify for).
+    membership_revoke_on_refund: bool = True
     # Retry delay = 2**attempt * this unit: 60 s gives 2, 4, 8, 16 minutes.
     retry_unit_s: float = 60.0
     # Attempts of an event handler (orders, ...) before its message is dead-lettered.
@@ -142,6 +184,14 @@ class SyncerSettings(CommonSettings, ProviderSettings):
     crm_statement_timeout_ms: int = 5000
     # ISO 3166 region for phone numbers written without a country code (app and CRM).
     phone_default_region: str = "US"
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_call(self) -> SyncerSettings:
+        if self.provider_lease_s <= self.http_timeout_s:
+            raise ValueError(
+                "provider_lease_s must be longer than http_timeout_s: a lease covers whole calls"
+            )
+        return self
 
 
 class SandboxSettings(BaseSettings):
@@ -204,7 +254,7 @@ _JOB_FIELDS = (
 )
 
 
-class SchedulerSettings(CommonSettings):
+class SchedulerSettings(CommonSettings, OutboxSettings):
     """``crmsync scheduler`` (and the admin CLI: ``jobs``, ``trigger``, ``runs``)."""
 
     # ``CRMSYNC_JOB_REPCARD_SYNC__ENABLED=true`` sets one field of one job.

@@ -24,11 +24,15 @@ it shows in the management console under names that say what they are.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from shared.errors import TopologyMismatchError
 
 # Redeliveries (consumer crashes, nacks) before RabbitMQ dead-letters a message on
 # its own; our handler attempts are counted separately in x-crmsync-attempt.
@@ -88,8 +92,31 @@ class Topology:
         """The delay queue, and its fanout exchange of the same name."""
         return f"{self.namespace}crmsync.retry.{delay_label(delay_s)}"
 
+    def work_queue_arguments(self, spec: QueueSpec | str) -> dict[str, Any]:
+        """The arguments a work queue is declared with (a queue that exists with
+        other ones is a :class:`TopologyMismatchError`)."""
+        name = self.queue(spec)
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_exchange,
+            "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
     async def declare_exchanges(self, channel: AbstractChannel) -> AbstractExchange:
-        """Declare the events and dead-letter exchanges; returns the events exchange."""
+        """Declare the events and dead-letter exchanges; returns the events exchange.
+
+        Raises:
+            TopologyMismatchError: one exists with another type or durability.
+        """
+        try:
+            return await self._declare_exchanges(channel)
+        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            raise _mismatch(exc) from exc
+
+    async def _declare_exchanges(self, channel: AbstractChannel) -> AbstractExchange:
         events = await channel.declare_exchange(
             self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
@@ -105,8 +132,20 @@ class Topology:
 
         Returns:
             work queues by their full name.
+
+        Raises:
+            TopologyMismatchError: a queue or exchange exists with other arguments
+                (e.g. ``x-delivery-limit``); RabbitMQ has closed ``channel``.
         """
-        events = await self.declare_exchanges(channel)
+        try:
+            return await self._declare(channel, specs)
+        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            raise _mismatch(exc) from exc
+
+    async def _declare(
+        self, channel: AbstractChannel, specs: Iterable[QueueSpec]
+    ) -> dict[str, AbstractQueue]:
+        events = await self._declare_exchanges(channel)
         queues: dict[str, AbstractQueue] = {}
         declared_delays: set[float] = set()
         for spec in specs:
@@ -116,16 +155,7 @@ class Topology:
             )
             await dead.bind(self.dead_exchange, routing_key=name)
             work = await channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": self.delivery_limit,
-                    "x-dead-letter-exchange": self.dead_exchange,
-                    "x-dead-letter-routing-key": name,
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                },
+                name, durable=True, arguments=self.work_queue_arguments(spec)
             )
             for key in spec.routing_keys:
                 await work.bind(events, routing_key=key)
@@ -168,3 +198,53 @@ def pick_delay(delays_s: Sequence[float], attempt: int, at_least_s: float | None
         longer = [d for d in ordered if d >= at_least_s]
         chosen = longer[0] if longer else ordered[-1]
     return chosen
+
+
+# RabbitMQ's text for PRECONDITION_FAILED on a declare (rabbit_misc equivalence checks):
+# "inequivalent arg 'x-delivery-limit' for queue 'syncer.orders' in vhost '/': received
+# '20' but current is '10'", or "... received none but current is the value '10' of type
+# 'byte'".
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<argument>[^']*)' for (?P<kind>queue|exchange) '(?P<name>[^']*)'"
+    r" in vhost '[^']*': received (?:the value )?(?P<declared>'[^']*'|none)"
+    r"(?: of type '[^']*')? but current is (?:the value )?(?P<existing>'[^']*'|none)"
+)
+
+
+def mismatch_from(exc: BaseException) -> TopologyMismatchError | None:
+    """The :class:`TopologyMismatchError` ``exc`` is or stands for, else None."""
+    if isinstance(exc, TopologyMismatchError):
+        return exc
+    if isinstance(exc, aio_pika.exceptions.ChannelPreconditionFailed):
+        return _mismatch(exc)
+    return None
+
+
+def _mismatch(exc: BaseException) -> TopologyMismatchError:
+    text = " ".join(str(a) for a in exc.args) or str(exc)
+    match = _INEQUIVALENT.search(text)
+    if match is None:
+        return TopologyMismatchError(
+            f"RabbitMQ refused a declaration: {text}",
+            kind="",
+            name="",
+            argument="",
+            existing="",
+            declared="",
+        )
+    kind, name, argument = match["kind"], match["name"], match["argument"]
+    existing, declared = match["existing"].strip("'"), match["declared"].strip("'")
+    if existing == "none":
+        how = f"without {argument}, crmsync declares {argument}={declared}"
+    elif declared == "none":
+        how = f"with {argument}={existing}, crmsync declares none"
+    else:
+        how = f"with {argument}={existing}, crmsync declares {declared}"
+    return TopologyMismatchError(
+        f"{kind} {name} exists {how}; delete it (or migrate it) so crmsync can declare it",
+        kind=kind,
+        name=name,
+        argument=argument,
+        existing=existing,
+        declared=declared,
+    )

@@ -204,6 +204,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 SHOPIFY_SECRET = "test-shopify-secret"
+# Basic credentials of the tests' Commerce7 webhooks (intake refuses webhooks without).
+COMMERCE7_USER = "c7-test"
+COMMERCE7_PASSWORD = "test-commerce7-password"
 
 
 def syncer_settings(database: str, namespace: str, sandbox: str, **overrides: Any) -> Any:
@@ -234,6 +237,8 @@ def intake_settings(namespace: str, **overrides: Any) -> Any:
         "amqp_url": AMQP_URL,
         "amqp_namespace": namespace,
         "shopify_webhook_secret": SHOPIFY_SECRET,
+        "commerce7_webhook_username": COMMERCE7_USER,
+        "commerce7_webhook_password": COMMERCE7_PASSWORD,
         "commerce7_tenants": ["testing"],
     }
     values.update(overrides)
@@ -357,9 +362,13 @@ async def make_scheduler_app(
     runners: list[web.AppRunner] = []
 
     async def make(settings: Any, **kwargs: Any) -> tuple[str, web.Application]:
+        from services.scheduler.keys import scheduler_key
+
         app = create_app(settings, **kwargs)
         runner, url = await start_app(app)
         runners.append(runner)
+        # The app starts without waiting for Postgres; the tests want it registered.
+        await asyncio.wait_for(app[scheduler_key].wait_started(), 30)
         return url, app
 
     yield make

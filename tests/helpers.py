@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import uuid
@@ -13,7 +14,13 @@ import aio_pika
 import aiohttp
 
 from services.intake.auth import shopify_hmac
-from tests.conftest import AMQP_URL, FIXTURES, SHOPIFY_SECRET
+from tests.conftest import (
+    AMQP_URL,
+    COMMERCE7_PASSWORD,
+    COMMERCE7_USER,
+    FIXTURES,
+    SHOPIFY_SECRET,
+)
 
 SHOPIFY_ORDER = (FIXTURES / "shopify_order_450789469.json").read_bytes()
 COMMERCE7_WEBHOOK = (FIXTURES / "commerce7_webhook_order_create.json").read_bytes()
@@ -49,9 +56,19 @@ async def post_shopify(
         return resp.status, json.loads(text) if text else {}, resp.content_type
 
 
+def basic_auth(user: str = COMMERCE7_USER, password: str = COMMERCE7_PASSWORD) -> str:
+    """``Authorization`` value for Basic credentials."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 async def post_commerce7(
     http: aiohttp.ClientSession, intake: str, body: bytes = COMMERCE7_WEBHOOK, **headers: str
 ) -> tuple[int, dict[str, Any], str]:
+    """POST a Commerce7 webhook, with the tests' Basic credentials unless ``Authorization``
+    is given (``Authorization=""`` sends none)."""
+    headers.setdefault("Authorization", basic_auth())
+    if not headers["Authorization"]:
+        del headers["Authorization"]
     async with http.post(
         f"{intake}/webhooks/commerce7",
         data=body,

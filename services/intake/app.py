@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
 from services.intake.app_events import bookings_event, credits_event
-from services.intake.keys import broker_key, replies_key, settings_key
+from services.intake.keys import broker_key, replies_key, settings_key, supervisor_key
 from services.intake.openapi import openapi_document
 from services.intake.profiles import login_event, refresh_packages, refresh_status
 from services.intake.replies import Replies
+from services.intake.security import warn_on_startup
 from services.intake.webhooks.commerce7 import commerce7_webhook
 from services.intake.webhooks.shopify import shopify_webhook
 from shared import queues
 from shared.broker import Broker
-from shared.metrics import BROKER_READY, metrics_handler
-from shared.problems import Problem, problem_middleware
+from shared.metrics import metrics_handler
+from shared.problems import problem_middleware
+from shared.readiness import readyz_response
 from shared.settings import IntakeSettings
+from shared.supervisor import Supervisor
 from shared.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -26,22 +31,25 @@ log = structlog.get_logger(__name__)
 
 async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    if not settings.shopify_webhook_secret.get_secret_value():
-        log.warning("intake.no_shopify_secret", hint="set CRMSYNC_SHOPIFY_WEBHOOK_SECRET")
-    if not settings.commerce7_tenants:
-        log.warning("intake.no_commerce7_tenants", hint="set CRMSYNC_COMMERCE7_TENANTS")
     broker = Broker(
         settings.amqp_url.get_secret_value(),
         Topology(settings.amqp_namespace),
         queues.ALL,
         name="crmsync-intake",
         publish_timeout_s=settings.publish_timeout_s,
+        reconnect_interval_s=settings.broker_reconnect_interval_s,
     )
+    supervisor = Supervisor.from_settings(settings)
     app[broker_key] = broker
+    app[supervisor_key] = supervisor
     app[replies_key] = Replies(broker)
-    await broker.start()
+    # In the background: intake serves (503) while RabbitMQ is away, see /readyz.
+    await broker.start(supervisor)
     yield
-    await app[replies_key].close()
+    # Bounded: closing a robust channel while RabbitMQ is away waits for it.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(app[replies_key].close(), 5)
+    await supervisor.stop()
     await broker.close()
 
 
@@ -50,11 +58,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[broker_key].ready
-    BROKER_READY.set(1 if ready else 0)
-    if not ready:
-        raise Problem(503, "Service Unavailable", "RabbitMQ is not reachable")
-    return web.json_response({"status": "ready"})
+    """200 while the broker task runs (connected, topology declared); else a 503
+    problem naming why (:mod:`shared.readiness`)."""
+    return readyz_response(request.app[supervisor_key], "intake")
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -65,6 +71,7 @@ def create_app(settings: IntakeSettings) -> web.Application:
     """Build intake. The broker connects in the background on startup."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
     app[settings_key] = settings
+    app.on_startup.append(warn_on_startup)
     app.cleanup_ctx.append(_broker_ctx)
     app.router.add_post("/webhooks/shopify", shopify_webhook)
     app.router.add_post("/webhooks/commerce7", commerce7_webhook)

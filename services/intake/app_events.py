@@ -21,6 +21,7 @@ from shared.messages.credits import (
     BookingEvent,
     CreditsNotification,
 )
+from shared.messages.types import utc_event_time
 from shared.problems import Problem
 
 
@@ -61,7 +62,7 @@ async def credits_event(request: web.Request) -> web.Response:
         type=CREDITS_CHANGED,
         source=f"urn:crmsync:app:{caller}",
         subject=notification.reason,
-        time=notification.occurred_at,
+        time=utc_event_time(notification.occurred_at),
         data=body,
     )
     await publish_or_503(request, event)
@@ -78,7 +79,7 @@ async def bookings_event(request: web.Request) -> web.Response:
         type=BOOKING_EVENT_PREFIX + booking.action,
         source=f"urn:crmsync:app:{caller}",
         subject=booking.booking.booking_ref,
-        time=booking.occurred_at,
+        time=utc_event_time(booking.occurred_at),
         data=body,
     )
     await publish_or_503(request, event)

@@ -18,24 +18,37 @@ def shopify_hmac(body: bytes, secret: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-def verify_shopify_hmac(body: bytes, header: str | None, secret: str) -> bool:
-    """True when ``header`` is the signature of ``body``; constant-time compare.
+def verify_shopify_hmac(body: bytes, header: str | None, *secrets: str) -> bool:
+    """True when ``header`` is the signature of ``body`` under one of ``secrets``.
 
-    An unset secret verifies nothing: every request is refused rather than trusted.
+    ``secrets`` are the current secret and, during a rotation, the previous one
+    (Shopify signs with the old secret for up to an hour after the switch). Every
+    non-empty secret is tried, each compared in constant time, so timing tells
+    neither which one matched nor how close a forgery came. No non-empty secret
+    verifies nothing: every request is refused rather than trusted.
     """
-    if not secret or not header:
+    keys = [s for s in secrets if s]
+    if not keys or not header:
         return False
     try:
         given = base64.b64decode(header.strip(), validate=True)
     except (binascii.Error, ValueError):
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
-    return hmac.compare_digest(given, expected)
+    ok = False
+    for secret in keys:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+        ok |= hmac.compare_digest(given, expected)
+    return ok
 
 
-def verify_basic_auth(header: str | None, username: str, password: str) -> bool:
-    """True when ``Authorization: Basic ...`` carries exactly ``username:password``."""
-    if not header or not header.startswith("Basic "):
+def verify_basic_auth(header: str | None, username: str, *passwords: str) -> bool:
+    """True when ``Authorization: Basic ...`` carries ``username`` and one of ``passwords``.
+
+    ``passwords`` are the current password and, during a rotation, the previous one;
+    empty ones never match. Every comparison runs, in constant time, whatever fails.
+    """
+    keys = [p for p in passwords if p]
+    if not header or not header.startswith("Basic ") or not username or not keys:
         return False
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
@@ -44,7 +57,9 @@ def verify_basic_auth(header: str | None, username: str, password: str) -> bool:
     user, sep, pwd = decoded.partition(":")
     # Compare both halves every time so timing does not tell which one was wrong.
     ok_user = hmac.compare_digest(user.encode(), username.encode())
-    ok_pwd = hmac.compare_digest(pwd.encode(), password.encode())
+    ok_pwd = False
+    for password in keys:
+        ok_pwd |= hmac.compare_digest(pwd.encode(), password.encode())
     return bool(sep) and ok_user and ok_pwd
 
 

@@ -7,7 +7,9 @@ from aiohttp import web
 from services.intake.replies import Replies
 from shared.broker import Broker
 from shared.settings import IntakeSettings
+from shared.supervisor import Supervisor
 
 settings_key = web.AppKey("settings", IntakeSettings)
 broker_key = web.AppKey("broker", Broker)
 replies_key = web.AppKey("replies", Replies)
+supervisor_key = web.AppKey("supervisor", Supervisor)

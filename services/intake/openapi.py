@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from shared.messages.credits import BookingEvent, CreditsNotification
+from shared.messages.orders import (
+    COMMERCE7_ORDER_ACTIONS,
+    Commerce7Envelope,
+    Commerce7Order,
+    ShopifyOrder,
+    ShopifyRefund,
+)
 from shared.messages.profiles import LoginEvent
+from shared.messages.types import NO_CONTROL
 from shared.openapi import PROBLEM_SCHEMA, operational_paths, problem
 
 _ACCEPTED = {
@@ -29,15 +37,60 @@ _ACCEPTED = {
 def _model_schemas() -> dict[str, Any]:
     """JSON Schemas of the app event bodies, generated from their pydantic models."""
     schemas: dict[str, Any] = {}
-    for model in (CreditsNotification, BookingEvent, LoginEvent):
+    for model in (
+        CreditsNotification,
+        BookingEvent,
+        LoginEvent,
+        ShopifyOrder,
+        ShopifyRefund,
+        Commerce7Envelope,
+        Commerce7Order,
+    ):
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     return schemas
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+_PROFILE_ID = {
+    "name": "profileId",
+    "in": "path",
+    "required": True,
+    "description": "The app's profile id: 1 to 200 characters, no control characters.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_CONTROL},
+}
+_REQUEST_ID = {
+    "name": "requestId",
+    "in": "path",
+    "required": True,
+    "description": "The refresh's `requestId` (a UUID); anything else is a 404.",
+    "schema": {"type": "string", "format": "uuid"},
+}
+_OBJECT = {"type": "object"}
+
+
+def _json(description: str, schema: dict[str, Any] = _OBJECT) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _commerce7_webhook_schema() -> dict[str, Any]:
+    """The envelope; its ``payload`` is an Order when ``object``/``action`` say so."""
+    return {
+        "allOf": [{"$ref": "#/components/schemas/Commerce7Envelope"}],
+        "description": "Commerce7's webhook envelope. For Order Create/Update `payload` is "
+        "the Order; other objects and actions are acknowledged and ignored.",
+        "if": {
+            "required": ["object", "action"],
+            "properties": {
+                "object": {"const": "Order"},
+                "action": {"enum": sorted(COMMERCE7_ORDER_ACTIONS)},
+            },
+        },
+        "then": {
+            "required": ["payload"],
+            "properties": {"payload": {"$ref": "#/components/schemas/Commerce7Order"}},
+        },
+    }
 
 
 def _app_event(summary: str, schema: str) -> dict[str, Any]:
@@ -63,16 +116,26 @@ def _app_event(summary: str, schema: str) -> dict[str, Any]:
     }
 
 
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The document; webhook shapes by hand, app events generated from their models.
 
     ``tests/intake/test_openapi.py`` checks it names every route.
     """
     webhook_errors = {
-        "400": problem("Malformed JSON or a missing required header."),
+        "400": problem("Malformed JSON, a body that is not a JSON object, or a missing header."),
         "401": problem("Bad signature or credentials."),
         "413": problem("Body over the size limit (1 MiB by default)."),
-        "422": problem("Required fields missing; `errors[].pointer` names each."),
+        "422": problem("Invalid or missing fields; `errors[].pointer` names each."),
         "503": problem("Broker unavailable; nothing accepted, retry (see Retry-After)."),
     }
     return {
@@ -87,22 +150,24 @@ def openapi_document() -> dict[str, Any]:
             "/webhooks/shopify": {
                 "post": {
                     "summary": "Shopify order webhook (orders/create, orders/paid, "
-                    "orders/updated, orders/cancelled)",
+                    "orders/updated, orders/cancelled, refunds/create)",
+                    "description": "The body is the topic's REST resource, always a JSON "
+                    "object. For the order topics it is a ShopifyOrder, for refunds/create a "
+                    "ShopifyRefund (`#/components/schemas/...`; 422 otherwise); other topics "
+                    "are acknowledged (200, `ignored`) and not read further.",
                     "parameters": [
-                        {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
-                        for n in (
+                        _header(
                             "X-Shopify-Hmac-Sha256",
-                            "X-Shopify-Topic",
-                            "X-Shopify-Webhook-Id",
-                        )
+                            "Base64 HMAC-SHA256 of the raw body, keyed by the app's client "
+                            "secret (CRMSYNC_SHOPIFY_WEBHOOK_SECRET or, during a rotation, "
+                            "CRMSYNC_SHOPIFY_WEBHOOK_SECRET_PREVIOUS).",
+                        ),
+                        _header("X-Shopify-Topic", "`orders/paid`, ..."),
+                        _header("X-Shopify-Webhook-Id", "The delivery's idempotency key."),
                     ],
                     "requestBody": {
                         "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/ShopifyOrder"}
-                            }
-                        },
+                        "content": {"application/json": {"schema": _OBJECT}},
                     },
                     "responses": {"200": _ACCEPTED, **webhook_errors},
                 }
@@ -110,7 +175,10 @@ def openapi_document() -> dict[str, Any]:
             "/webhooks/commerce7": {
                 "post": {
                     "summary": "Commerce7 webhook (Order Create / Update handled)",
-                    "security": [{"basic": []}, {}],
+                    "description": "Basic credentials are required "
+                    "(CRMSYNC_COMMERCE7_WEBHOOK_USERNAME / _PASSWORD, or _PASSWORD_PREVIOUS "
+                    "during a rotation), unless CRMSYNC_COMMERCE7_ALLOW_UNAUTHENTICATED=true.",
+                    "security": [{"basic": []}],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -141,13 +209,16 @@ def openapi_document() -> dict[str, Any]:
                     "CRMSYNC_REFRESH_WAIT_S; otherwise 202 with the request to follow at "
                     "statusUrl. Never a 5xx because the CRM is slow.",
                     "security": [{"apiKey": []}],
-                    "parameters": [_path_param("profileId")],
+                    "parameters": [_PROFILE_ID],
                     "responses": {
-                        "200": {"description": "The profile's packages, freshly synced."},
+                        "200": _json("The profile's packages, freshly synced."),
                         "202": {
-                            "description": "Still syncing: follow `statusUrl` (also Location)."
+                            **_json("Still syncing: follow `statusUrl` (also Location)."),
+                            "headers": {"Location": {"schema": {"type": "string"}}},
                         },
                         "401": problem("Missing or unknown API key."),
+                        "404": problem("No such profile."),
+                        "422": problem("A profileId that cannot be one; `errors[].parameter`."),
                         "503": problem("Broker unavailable."),
                     },
                 }
@@ -156,11 +227,12 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Status of a package refresh (running, succeeded, failed)",
                     "security": [{"apiKey": []}],
-                    "parameters": [_path_param("profileId"), _path_param("requestId")],
+                    "parameters": [_PROFILE_ID, _REQUEST_ID],
                     "responses": {
-                        "200": {"description": "The request's status and, when done, its result."},
+                        "200": _json("The request's status and, when done, its result."),
                         "401": problem("Missing or unknown API key."),
                         "404": problem("No such refresh for this profile."),
+                        "422": problem("A profileId that cannot be one; `errors[].parameter`."),
                         "503": problem("Broker unavailable or no syncer answered."),
                     },
                 }
@@ -175,33 +247,7 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 **_model_schemas(),
                 "Problem": PROBLEM_SCHEMA,
-                "ShopifyOrder": {
-                    "type": "object",
-                    "description": "Shopify's Order resource as the webhook body "
-                    "(the fields crmsync reads).",
-                    "required": ["id", "currency", "total_price"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "currency": {"type": "string", "minLength": 3, "maxLength": 3},
-                        "total_price": {"type": "string"},
-                        "current_subtotal_price": {"type": "string"},
-                        "financial_status": {"type": "string"},
-                        "customer": {"type": "object", "required": ["id"]},
-                    },
-                },
-                "Commerce7Webhook": {
-                    "type": "object",
-                    "required": ["object", "action", "tenantId"],
-                    "properties": {
-                        "object": {"type": "string"},
-                        "action": {"type": "string"},
-                        "tenantId": {"type": "string"},
-                        "payload": {
-                            "type": "object",
-                            "required": ["id", "customerId", "paymentStatus", "subTotal", "total"],
-                        },
-                    },
-                },
+                "Commerce7Webhook": _commerce7_webhook_schema(),
             },
         },
     }

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 
 from aiohttp import web
@@ -28,7 +30,63 @@ from shared.messages.profiles import (
     PackagesRefresh,
     RefreshStatusQuery,
 )
+from shared.messages.types import NO_CONTROL, utc_event_time
 from shared.problems import Problem
+
+# ``profileId`` in a path: what LoginEvent.profileId accepts.
+PROFILE_ID_MAX = 200
+_PROFILE_ID = re.compile(NO_CONTROL)
+# A CloudEvent id (and AMQP ``message_id``, a short string) holds 255 bytes at most.
+MAX_EVENT_ID_BYTES = 255
+
+
+def _parameter_problem(name: str, detail: str) -> Problem:
+    return Problem(
+        422,
+        "Unprocessable Content",
+        f"{name}: {detail}",
+        errors=[{"parameter": name, "detail": detail}],
+    )
+
+
+def path_profile_id(request: web.Request) -> str:
+    """``{profileId}``: 1 to 200 characters, no control characters.
+
+    Raises:
+        Problem: 422 naming the parameter.
+    """
+    value = request.match_info["profileId"]
+    if not 1 <= len(value) <= PROFILE_ID_MAX or _PROFILE_ID.fullmatch(value) is None:
+        raise _parameter_problem(
+            "profileId", f"1 to {PROFILE_ID_MAX} characters, no control characters"
+        )
+    return value
+
+
+def path_request_id(request: web.Request) -> str:
+    """``{requestId}``: the UUID a refresh answered with (canonical lower-case form).
+
+    Raises:
+        Problem: 404 when it is not a UUID: no such request can exist.
+    """
+    value = request.match_info["requestId"]
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or str(parsed) != value.lower():
+        raise Problem(404, "Not Found", "no such refresh for this profile")
+    return str(parsed)
+
+
+def login_event_id(caller: str, login: LoginEvent) -> str:
+    """``<caller>:<idempotencyKey>``, or ``<caller>:login:<profile>:<time>`` without a key;
+    hashed when longer than an AMQP short string allows."""
+    key = login.idempotency_key or f"login:{login.profile_id}:{login.occurred_at.isoformat()}"
+    event_id = f"{caller}:{key}"
+    if len(event_id.encode()) > MAX_EVENT_ID_BYTES:
+        event_id = f"{caller}:login:{hashlib.sha256(key.encode()).hexdigest()}"
+    return event_id
 
 
 async def login_event(request: web.Request) -> web.Response:
@@ -36,13 +94,12 @@ async def login_event(request: web.Request) -> web.Response:
     caller = require_api_key(request)
     body = await request.read()
     login = parse_body(LoginEvent, body)
-    key = login.idempotency_key or f"login:{login.profile_id}:{login.occurred_at.isoformat()}"
     event = CloudEvent.create(
-        id=f"{caller}:{key}",
+        id=login_event_id(caller, login),
         type=LOGIN,
         source=f"urn:crmsync:app:{caller}",
         subject=login.profile_id,
-        time=login.occurred_at,
+        time=utc_event_time(login.occurred_at),
         data=body,
     )
     await publish_or_503(request, event)
@@ -54,9 +111,13 @@ def _status_url(profile_id: str, request_id: str) -> str:
 
 
 async def refresh_packages(request: web.Request) -> web.Response:
-    """Sync one profile's packages now and answer with them, or 202 to follow."""
+    """Sync one profile's packages now and answer with them, or 202 to follow.
+
+    Errors: 401 no or unknown key; 422 a ``profileId`` that cannot be one (empty, over
+    200 characters, control characters); 503 broker unavailable.
+    """
     caller = require_api_key(request)
-    profile_id = request.match_info["profileId"]
+    profile_id = path_profile_id(request)
     request_id = str(uuid.uuid4())
     event = CloudEvent.create(
         id=request_id,
@@ -86,7 +147,7 @@ async def refresh_status(request: web.Request) -> web.Response:
     ``failed`` (with the error). 404 for an unknown request; 503 if no syncer answers."""
     caller = require_api_key(request)
     query = RefreshStatusQuery(
-        profile_id=request.match_info["profileId"], request_id=request.match_info["requestId"]
+        profile_id=path_profile_id(request), request_id=path_request_id(request)
     )
     event = CloudEvent.create(
         type=PACKAGES_REFRESH_STATUS, source=f"urn:crmsync:app:{caller}",

@@ -10,10 +10,15 @@ API key or access token (unrecognized login or wrong password)"}``.
 - ``GET|PUT /shopify/admin/api/{version}/customers/{id}.json``: the REST customer, tags
   as one comma-separated string (admin-rest-2026-07/customer_get_207119551.response.json,
   customer_update_tags.request.json).
+- ``GET /shopify/admin/api/{version}/orders/{id}.json``: an order seeded through the
+  control route, as ``{"order": {...}}`` (admin-rest-2026-07/order_get_450789469.response.json);
+  404 ``{"errors": "Not Found"}`` otherwise.
 
 Control routes (tags as a list): ``GET /_sandbox/shopify/customers``,
 ``GET /_sandbox/shopify/customers/{id}``, ``POST /_sandbox/shopify/customers``
-(:class:`SeedCustomer`), ``POST /_sandbox/shopify/strict`` ``{"strict": bool}``.
+(:class:`SeedCustomer`), ``POST /_sandbox/shopify/strict`` ``{"strict": bool}``,
+``POST /_sandbox/shopify/orders`` (an order object, bare or ``{"order": {...}}``; it
+replaces the order of that id).
 """
 
 from __future__ import annotations
@@ -107,10 +112,12 @@ class ShopifyState:
     """Customers by id; ``strict`` makes unknown customers an error instead of new ones."""
 
     customers: dict[int, Customer] = field(default_factory=dict)
+    orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     strict: bool = False
 
     def reset(self) -> None:
         self.customers.clear()
+        self.orders.clear()
         self.strict = False
 
 
@@ -228,13 +235,42 @@ def _find(request: web.Request) -> Customer | None:
 
 
 async def get_customer(request: web.Request) -> web.Response:
-    """``{"customer": {...}}`` (customer_get_207119551.response.json), 404 when unknown."""
+    """``{"customer": {...}}`` (customer_get_207119551.response.json).
+
+    A customer the sandbox has not seen yet reads as one without tags (the real
+    customer exists: they placed the order), as GraphQL treats it; 404 in strict mode
+    or for an id that is not a number.
+    """
     if (denied := _denied(request)) is not None:
         return denied
     customer = _find(request)
-    if customer is None:
+    customer_id = _customer_id(request)
+    if customer is None and (customer_id is None or request.app[shopify_key].strict):
         return web.json_response({"errors": "Not Found"}, status=404)
+    if customer is None:
+        assert customer_id is not None
+        customer = Customer(customer_id)
     return web.json_response({"customer": customer.to_rest()})
+
+
+async def get_order(request: web.Request) -> web.Response:
+    """``{"order": {...}}`` as seeded, 404 ``{"errors": "Not Found"}`` when unknown."""
+    if (denied := _denied(request)) is not None:
+        return denied
+    order_id = _customer_id(request)
+    order = None if order_id is None else request.app[shopify_key].orders.get(order_id)
+    if order is None:
+        return web.json_response({"errors": "Not Found"}, status=404)
+    return web.json_response({"order": order})
+
+
+async def seed_order(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    order = body.get("order", body) if body is not None else None
+    if not isinstance(order, dict) or not isinstance(order.get("id"), int):
+        return control_error(422, "body must be an order object with an integer id")
+    request.app[shopify_key].orders[order["id"]] = order
+    return web.json_response({"id": order["id"]}, status=201)
 
 
 async def put_customer(request: web.Request) -> web.Response:
@@ -324,7 +360,9 @@ def setup(app: web.Application) -> None:
     app.router.add_post(f"{api}/graphql.json", graphql)
     app.router.add_get(f"{api}/customers/{{id}}.json", get_customer)
     app.router.add_put(f"{api}/customers/{{id}}.json", put_customer)
+    app.router.add_get(f"{api}/orders/{{id}}.json", get_order)
     app.router.add_get("/_sandbox/shopify/customers", control_customers)
     app.router.add_get("/_sandbox/shopify/customers/{id}", control_customer)
     app.router.add_post("/_sandbox/shopify/customers", seed_customer)
     app.router.add_post("/_sandbox/shopify/strict", set_strict)
+    app.router.add_post("/_sandbox/shopify/orders", seed_order)

@@ -8,6 +8,7 @@ Every ``/v1`` request needs a role's bearer token (see :mod:`.auth`): reading ne
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import asyncpg
@@ -34,6 +35,13 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 20
 # Who asked, when the caller does not say (X-Triggered-By).
 DEFAULT_TRIGGERED_BY = "admin-api"
+# Longest X-Triggered-By and Idempotency-Key, in characters (printable ASCII).
+MAX_TRIGGERED_BY = 200
+MAX_IDEMPOTENCY_KEY = 255
+# Run ids are Postgres bigint.
+MAX_RUN_ID = 2**63 - 1
+_INTEGER = re.compile(r"-?[0-9]+")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 def _iso(value: Any) -> str | None:
@@ -77,10 +85,8 @@ def _int_query(
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
+    # Plain decimal digits only: int() would also take "1_000", " 5" and other scripts' digits.
+    value = int(raw) if _INTEGER.fullmatch(raw) and len(raw) <= 20 else lo - 1
     if not lo <= value <= hi:
         raise Problem(
             422,
@@ -117,7 +123,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def job_runs(request: web.Request) -> web.Response:
     job = _job(request)
     limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    before = _int_query(request, "before", None, 1, 2**63 - 1)
+    before = _int_query(request, "before", None, 1, MAX_RUN_ID)
     assert limit is not None
     pool = request.app[scheduler_key].pool
     rows = await list_runs(pool, job=job.name, limit=limit, before=before)
@@ -126,10 +132,28 @@ async def job_runs(request: web.Request) -> web.Response:
 
 async def all_runs(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    before = _int_query(request, "before", None, 1, 2**63 - 1)
+    before = _int_query(request, "before", None, 1, MAX_RUN_ID)
     assert limit is not None
     rows = await list_runs(request.app[scheduler_key].pool, job=None, limit=limit, before=before)
     return web.json_response({"runs": [run_json(r) for r in rows]})
+
+
+def _text_header(request: web.Request, name: str, max_length: int) -> str:
+    """A header of printable ASCII, at most ``max_length`` characters, stripped.
+
+    Raises:
+        Problem: 422 naming the header.
+    """
+    value = request.headers.get(name, "")
+    if len(value) > max_length or not _PRINTABLE_ASCII.fullmatch(value):
+        detail = f"at most {max_length} printable ASCII characters"
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"{name}: {detail}",
+            errors=[{"parameter": name, "detail": detail}],
+        )
+    return value.strip()
 
 
 async def _params_body(request: web.Request) -> dict[str, Any]:
@@ -157,8 +181,8 @@ async def trigger_run(request: web.Request) -> web.Response:
         params = job.params.model_validate(body)
     except ValidationError as exc:
         raise validation_problem(exc) from exc
-    who = request.headers.get("X-Triggered-By", "").strip()[:200] or DEFAULT_TRIGGERED_BY
-    key = request.headers.get("Idempotency-Key", "").strip()[:255] or None
+    who = _text_header(request, "X-Triggered-By", MAX_TRIGGERED_BY) or DEFAULT_TRIGGERED_BY
+    key = _text_header(request, "Idempotency-Key", MAX_IDEMPOTENCY_KEY) or None
     try:
         run = await create_manual_run(
             scheduler.pool,
@@ -170,7 +194,10 @@ async def trigger_run(request: web.Request) -> web.Response:
             source=scheduler.settings.source,
         )
     except IdempotencyConflict as exc:
-        raise Problem(422, "Unprocessable Content", str(exc)) from exc
+        # The key is bound to a run with other parameters: a conflict with that run.
+        raise Problem(
+            409, "Conflict", str(exc), errors=[{"parameter": "Idempotency-Key", "detail": str(exc)}]
+        ) from exc
     location = f"/v1/runs/{run.run_id}"
     status = "scheduled"
     if run.created:
@@ -186,11 +213,10 @@ async def trigger_run(request: web.Request) -> web.Response:
 
 
 async def one_run(request: web.Request) -> web.Response:
-    try:
-        run_id = int(request.match_info["id"])
-    except ValueError:
-        run_id = 0
-    row = await get_run(request.app[scheduler_key].pool, run_id) if run_id > 0 else None
+    raw = request.match_info["id"]
+    run_id = int(raw) if _INTEGER.fullmatch(raw) and len(raw) <= 20 else 0
+    exists = 1 <= run_id <= MAX_RUN_ID
+    row = await get_run(request.app[scheduler_key].pool, run_id) if exists else None
     if row is None:
         raise Problem(404, "Not Found", f"no run {request.match_info['id']}")
     return web.json_response(run_json(row))

@@ -2,13 +2,16 @@
 
 ``create_app(settings) -> web.Application``; the replica (:class:`Scheduler`) is a
 ``cleanup_ctx``, so it starts with the app and stops, in-flight round first, when
-``run_app`` drains on SIGTERM.
+``run_app`` drains on SIGTERM. It starts without waiting for Postgres or RabbitMQ:
+``/healthz`` answers at once, ``/readyz`` is 503 until both answer, and an admin
+request that needs Postgres meanwhile gets a 503 problem.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -19,8 +22,10 @@ from services.scheduler.jobs import Job
 from services.scheduler.keys import scheduler_key
 from services.scheduler.openapi import openapi_document
 from services.scheduler.service import Scheduler
-from shared.metrics import BROKER_READY, metrics_handler
-from shared.problems import Problem, problem_middleware
+from shared.errors import DatabaseUnavailableError
+from shared.metrics import metrics_handler
+from shared.problems import Handler, Problem, problem_middleware
+from shared.readiness import readyz_response
 from shared.settings import SchedulerSettings
 
 log = structlog.get_logger(__name__)
@@ -34,17 +39,33 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when Postgres answers and RabbitMQ is connected; 503 problem otherwise."""
-    scheduler = request.app[scheduler_key]
-    broker_ready = scheduler.broker.ready
-    BROKER_READY.set(1 if broker_ready else 0)
+    """200 while Postgres, RabbitMQ, the relay and the tick loop run; else a 503
+    problem, each with every component's state (:mod:`shared.readiness`)."""
+    return readyz_response(request.app[scheduler_key].supervisor, "scheduler")
+
+
+# Seconds a client should wait before asking again while Postgres is away.
+RETRY_AFTER_S = 5
+
+
+@web.middleware
+async def database_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Postgres not reachable (not yet, or not now): 503 with ``Retry-After``, not 500."""
     try:
-        await scheduler.pool.fetchval("SELECT 1")
-    except Exception as exc:
-        raise Problem(503, "Service Unavailable", f"Postgres: {type(exc).__name__}") from exc
-    if not broker_ready:
-        raise Problem(503, "Service Unavailable", "RabbitMQ is not reachable")
-    return web.json_response({"status": "ready"})
+        return await handler(request)
+    except (
+        DatabaseUnavailableError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        OSError,
+    ) as exc:
+        log.warning("admin.database_unavailable", path=request.path, error=type(exc).__name__)
+        raise Problem(
+            503,
+            "Service Unavailable",
+            "Postgres is not reachable; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from exc
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -67,14 +88,16 @@ def create_app(
         run_loop: False serves the API without ticking (tests).
     """
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[problem_middleware, bearer_auth]
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[problem_middleware, bearer_auth, database_unavailable],
     )
     app[scheduler_key] = Scheduler(settings, jobs, clock)
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         if not role_tokens(settings):
             log.warning("scheduler.no_admin_token", hint="set CRMSYNC_ADMIN_TOKEN")
-        await app[scheduler_key].start(run_loop=run_loop)
+        # Not waiting for Postgres: serve /healthz and /readyz (503) meanwhile.
+        await app[scheduler_key].start(run_loop=run_loop, wait=False)
         yield
         await app[scheduler_key].stop()
 

@@ -8,6 +8,10 @@ from typing import Any
 from services.scheduler.jobs import Job
 from shared.openapi import PROBLEM_SCHEMA, operational_paths, problem
 
+# Run ids are Postgres bigint.
+MAX_RUN_ID = 2**63 - 1
+_PRINTABLE_ASCII = r"^[\x20-\x7e]*$"
+
 _RUN = {"$ref": "#/components/schemas/Run"}
 _TS = {"type": ["string", "null"], "format": "date-time"}
 
@@ -21,7 +25,13 @@ _FORBIDDEN = problem("The token's role is too low for this operation (needs `ope
 _NO_JOB = problem("No job of that name.")
 _BAD_QUERY = problem("A query parameter out of range; `errors[].parameter` names it.")
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-_RUN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_RUN_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "A run id; anything that cannot be one is a 404.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RUN_ID},
+}
 _PAGING = [
     {
         "name": "limit",
@@ -32,7 +42,7 @@ _PAGING = [
         "name": "before",
         "in": "query",
         "description": "Only runs with a smaller id: pass the last id of a page for the next.",
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RUN_ID},
     },
 ]
 _RUNS = _json(
@@ -87,10 +97,92 @@ def _job_schema() -> dict[str, Any]:
     }
 
 
+def _job_runs(
+    secured: list[dict[str, list[str]]], parameters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "summary": "A job's runs, newest first",
+        "security": secured,
+        "parameters": parameters,
+        "responses": {"200": _RUNS, "401": _UNAUTHORIZED, "404": _NO_JOB, "422": _BAD_QUERY},
+    }
+
+
+def _trigger(job: Job | None, secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """``POST /v1/jobs/<job>/runs``, with that job's parameters as the body; for
+    ``job=None`` the templated path, whose names are not jobs (404)."""
+    if job is None:
+        summary = "Trigger a run of a job that does not exist: 404"
+        description = "The jobs there are have a path of their own (`/v1/jobs/<job>/runs`)."
+        body: dict[str, Any] = {"type": "object"}
+        name: list[dict[str, Any]] = [_NAME]
+    else:
+        summary = f"Trigger a run of {job.name} now, with parameters"
+        description = job.description
+        body = {"$ref": f"#/components/schemas/{job.params.__name__}"}
+        name = []
+    return {
+        "post": {
+            "summary": summary,
+            "description": description,
+            "security": secured,
+            "parameters": [
+                *name,
+                {
+                    "name": "X-Triggered-By",
+                    "in": "header",
+                    "description": "Who asks (kept on the run; default admin-api).",
+                    "schema": {"type": "string", "maxLength": 200, "pattern": _PRINTABLE_ASCII},
+                },
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "description": "The same key for the same job returns the same run.",
+                    "schema": {"type": "string", "maxLength": 255, "pattern": _PRINTABLE_ASCII},
+                },
+            ],
+            "requestBody": {
+                "required": False,
+                "description": "The job's parameters (empty = defaults).",
+                "content": {"application/json": {"schema": body}},
+            },
+            "responses": {
+                "202": {
+                    **_json(
+                        "Accepted: the run is scheduled; follow Location.",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "runId": {"type": "integer"},
+                                "status": {"type": "string"},
+                                "location": {"type": "string"},
+                            },
+                            "required": ["runId", "status"],
+                        },
+                    ),
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                },
+                "400": problem("The body is not a JSON object."),
+                "401": _UNAUTHORIZED,
+                "403": _FORBIDDEN,
+                "404": _NO_JOB,
+                "409": problem(
+                    "The job is disabled in the settings, or the Idempotency-Key was used "
+                    "for a run with other parameters."
+                ),
+                "413": problem("Body over 64 KiB."),
+                "422": problem(
+                    "Invalid parameters (`errors[].pointer` names each field) or headers "
+                    "(`errors[].parameter`)."
+                ),
+            },
+        }
+    }
+
+
 def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
     """The document for this cron table; checked by ``tests/scheduler/test_admin_api.py``."""
     params = {j.params.__name__: j.params.model_json_schema(by_alias=True) for j in jobs}
-    which = "; ".join(f"`{j.name}`: {j.params.__name__}" for j in jobs)
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
@@ -126,76 +218,17 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
                 }
             },
             "/v1/jobs/{name}/runs": {
-                "get": {
-                    "summary": "A job's runs, newest first",
-                    "security": secured,
-                    "parameters": [_NAME, *_PAGING],
-                    "responses": {
-                        "200": _RUNS,
-                        "401": _UNAUTHORIZED,
-                        "404": _NO_JOB,
-                        "422": _BAD_QUERY,
-                    },
-                },
-                "post": {
-                    "summary": "Trigger a run now, with parameters",
-                    "security": secured,
-                    "parameters": [
-                        _NAME,
-                        {
-                            "name": "X-Triggered-By",
-                            "in": "header",
-                            "description": "Who asks (kept on the run; default admin-api).",
-                            "schema": {"type": "string", "maxLength": 200},
-                        },
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "description": "The same key for the same job returns the same run.",
-                            "schema": {"type": "string", "maxLength": 255},
-                        },
-                    ],
-                    "requestBody": {
-                        "required": False,
-                        "description": f"The job's parameters (empty = defaults). {which}.",
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "anyOf": [
-                                        {"$ref": f"#/components/schemas/{name}"} for name in params
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "202": {
-                            **_json(
-                                "Accepted: the run is scheduled; follow Location.",
-                                {
-                                    "type": "object",
-                                    "properties": {
-                                        "runId": {"type": "integer"},
-                                        "status": {"type": "string"},
-                                        "location": {"type": "string"},
-                                    },
-                                    "required": ["runId", "status"],
-                                },
-                            ),
-                            "headers": {"Location": {"schema": {"type": "string"}}},
-                        },
-                        "400": problem("The body is not a JSON object."),
-                        "401": _UNAUTHORIZED,
-                        "403": _FORBIDDEN,
-                        "404": _NO_JOB,
-                        "409": problem("The job is disabled in the settings."),
-                        "413": problem("Body over 64 KiB."),
-                        "422": problem(
-                            "Invalid parameters (`errors[].pointer` names each field), or "
-                            "an Idempotency-Key reused with other parameters."
-                        ),
-                    },
-                },
+                "get": _job_runs(secured, [_NAME, *_PAGING]),
+                # Each job has its own path below, with its parameters as the body.
+                **_trigger(None, secured),
+            },
+            # One path per job, so each documents its own parameters as the body.
+            **{
+                f"/v1/jobs/{j.name}/runs": {
+                    "get": _job_runs(secured, _PAGING),
+                    **_trigger(j, secured),
+                }
+                for j in jobs
             },
             "/v1/runs": {
                 "get": {

@@ -3,12 +3,17 @@
 Many replicas may run at once (competing consumers on quorum queues); nothing here
 assumes it is alone. On SIGTERM / SIGINT it stops taking messages, lets in-flight
 handlers finish within ``shutdown_grace_s``, then closes in reverse order.
+
+Its long-lived parts are supervised tasks (:mod:`shared.supervisor`): ``postgres``
+(the pool), ``broker`` (connection and topology), ``outbox-relay`` and ``consumers``
+(which subscribes every queue once both are up). Started while Postgres or RabbitMQ
+is down, it serves ``/healthz`` and ``/readyz`` (503, saying what it waits for) and
+starts consuming when they answer, without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -35,17 +40,31 @@ from shared.clients.hubspot import MAX_BATCH_INPUTS, HubSpotClient
 from shared.clients.shopify import ShopifyClient
 from shared.coalesce import Coalescer
 from shared.consumer import Consumer, Delivery, Handler
-from shared.db import create_pool
 from shared.events import CloudEvent
 from shared.jobs import ENROLLMENTS_EXPIRE, HUBSPOT_BATCH_SYNC, JOB_QUEUES, PACKAGES_BULK_SYNC
-from shared.metrics import BROKER_READY, metrics_handler
-from shared.outbox import OutboxRelay
+from shared.metrics import metrics_handler
+from shared.outbox import OutboxRelay, OutboxRetry
+from shared.postgres import Postgres
+from shared.readiness import readyz_response
 from shared.settings import SyncerSettings
+from shared.supervisor import SupervisedTask, Supervisor
 from shared.topology import QueueSpec, Topology
 
 log = structlog.get_logger(__name__)
 
 DepsHandler = Callable[[CloudEvent, Delivery, SyncerDeps], Awaitable[None]]
+
+# Longest wait between two Postgres probes while it is down, in seconds.
+PROBE_BACKOFF_MAX_S = 5.0
+# Seconds a consumer may take to stop beyond its handlers' grace period.
+STOP_EXTRA_S = 5.0
+
+
+async def _bounded(step: Awaitable[None], timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(step, timeout_s)
+    except TimeoutError:
+        log.warning("syncer.stop_step_timed_out", timeout_s=timeout_s)
 
 
 def action_retry_delays(settings: SyncerSettings) -> tuple[float, ...]:
@@ -85,9 +104,12 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
             )
         )
     for spec in queues.MEMBERSHIP_ACTIONS.values():
+        # Plus the short delay of an action whose customer's lease is busy (appended
+        # last: the attempts' own delays keep their positions).
+        delays = (*action_retry_delays(settings), settings.provider_lease_retry_s)
         plan.append(
             (
-                queues.with_retries(spec, action_retry_delays(settings)),
+                queues.with_retries(spec, delays),
                 handle_membership_action,
                 settings.action_max_attempts,
             )
@@ -125,30 +147,58 @@ class Syncer:
     def __init__(self, settings: SyncerSettings) -> None:
         self.settings = settings
         self.plan = consumer_plan(settings)
+        self.supervisor = Supervisor.from_settings(settings)
+        self.postgres = Postgres(
+            settings.database_url,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            probe_interval_s=settings.db_probe_interval_s,
+            application_name="crmsync-syncer",
+        )
         self.broker = Broker(
             settings.amqp_url.get_secret_value(),
             Topology(settings.amqp_namespace),
             [spec for spec, _, _ in self.plan],
             name="crmsync-syncer",
             publish_timeout_s=settings.publish_timeout_s,
+            reconnect_interval_s=settings.broker_reconnect_interval_s,
         )
         self.consumers: list[Consumer] = []
         self._http: aiohttp.ClientSession | None = None
         self._relay: OutboxRelay | None = None
         self._crm_pool: asyncpg.Pool | None = None
         self.deps: SyncerDeps | None = None
+        self._consuming = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, *, wait: bool = True) -> None:
+        """Start the supervised tasks.
+
+        Args:
+            wait: return once every queue is consumed (as long as Postgres and
+                RabbitMQ take to answer); False returns at once (``serve``).
+        """
         s = self.settings
-        pool = await create_pool(
-            s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size
-        )
         # min_size=0: the syncer starts (and serves everything else) while the CRM is down.
         self._crm_pool = await create_crm_pool(
             s.crm_database_url, s.crm_pool_max_size, s.crm_statement_timeout_ms
         )
         self._http = aiohttp.ClientSession()
-        self.deps = SyncerDeps(
+        sup = self.supervisor
+        sup.spawn("postgres", self.postgres.run, max_backoff_s=PROBE_BACKOFF_MAX_S)
+        await self.broker.start(sup)
+        sup.spawn("outbox-relay", self._run_relay)
+        sup.spawn("consumers", self._run_consumers)
+        if wait:
+            await self.wait_consuming()
+
+    async def wait_consuming(self) -> None:
+        """Wait until every queue has its consumer."""
+        await self._consuming.wait()
+
+    def _deps(self, pool: asyncpg.Pool) -> SyncerDeps:
+        s = self.settings
+        assert self._http is not None and self._crm_pool is not None
+        deps = SyncerDeps(
             settings=s,
             pool=pool,
             crm=CrmReader(self._crm_pool, default_region=s.phone_default_region),
@@ -159,16 +209,36 @@ class Syncer:
             commerce7=Commerce7Client.from_settings(self._http, s, max_tries=1),
             hubspot=HubSpotClient.from_settings(self._http, s),
         )
-        deps = self.deps
         deps.contact_pushes = Coalescer(
             lambda ids: flush_contact_pushes(deps, ids),
             max_batch=MAX_BATCH_INPUTS,
             window_s=s.hubspot_push_window_s,
         )
-        await self.broker.wait_ready(timeout_s=60)
-        self._relay = OutboxRelay(pool, self.broker, poll_s=s.outbox_poll_s)
-        await self._relay.start()
+        return deps
+
+    async def _run_relay(self, task: SupervisedTask) -> None:
+        pool = await self.postgres.wait()
+        if self._relay is None:
+            s = self.settings
+            self._relay = OutboxRelay(
+                pool,
+                self.broker,
+                poll_s=s.outbox_poll_s,
+                retry=OutboxRetry.from_settings(s),
+            )
+        await self._relay.run(task)
+
+    async def _run_consumers(self, task: SupervisedTask) -> None:
+        """Subscribe every queue once Postgres and RabbitMQ answer, then stay: the
+        robust connection restores the subscriptions after a reconnect."""
+        pool = await self.postgres.wait()
+        await self.broker.wait_ready(timeout_s=None)
+        if self.deps is None:
+            self.deps = self._deps(pool)
+        subscribed = {c.spec.name for c in self.consumers}
         for spec, handler, max_attempts in self.plan:
+            if spec.name in subscribed:
+                continue
             consumer = Consumer(
                 self.broker,
                 spec,
@@ -176,9 +246,17 @@ class Syncer:
                 max_attempts=max_attempts,
                 prefetch_count=self._prefetch(spec),
             )
-            await consumer.start()
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop(0)  # its channel, if it got one
+                raise
             self.consumers.append(consumer)
-        log.info("syncer.started", queues=[c.queue_name for c in self.consumers])
+        if not self._consuming.is_set():
+            log.info("syncer.started", queues=[c.queue_name for c in self.consumers])
+            self._consuming.set()
+        task.running()
+        await asyncio.Event().wait()
 
     def _prefetch(self, spec: QueueSpec) -> int:
         if spec.name == queues.HUBSPOT_CONTACTS.name:
@@ -186,34 +264,34 @@ class Syncer:
         return self.settings.prefetch_count
 
     async def stop(self) -> None:
-        await asyncio.gather(*(c.stop(self.settings.shutdown_grace_s) for c in self.consumers))
+        grace = self.settings.shutdown_grace_s
+        # Bounded: with RabbitMQ away, cancelling a consumer on a robust channel would
+        # wait for the connection to come back.
+        await asyncio.gather(
+            *(_bounded(c.stop(grace), grace + STOP_EXTRA_S) for c in self.consumers)
+        )
         pushes = getattr(self.deps, "contact_pushes", None)
         if pushes is not None:
             await pushes.drain()
-        if self._relay is not None:
-            await self._relay.stop()
+        await self.supervisor.stop()
         await self.broker.close()
         if self._http is not None:
             await self._http.close()
-        if self.deps is not None:
-            await self.deps.pool.close()
+        await self.postgres.close()
         if self._crm_pool is not None:
             await self._crm_pool.close()
         log.info("syncer.stopped")
 
 
 def health_app(syncer: Syncer) -> web.Application:
-    """``/healthz``, ``/readyz`` (broker connected) and ``/metrics``."""
+    """``/healthz`` (the process is up), ``/readyz`` (every component running, see
+    :mod:`shared.readiness`) and ``/metrics``."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        ready = syncer.broker.ready
-        BROKER_READY.set(1 if ready else 0)
-        return web.json_response(
-            {"status": "ready" if ready else "broker unreachable"}, status=200 if ready else 503
-        )
+        return readyz_response(syncer.supervisor, "syncer")
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -223,7 +301,7 @@ def health_app(syncer: Syncer) -> web.Application:
 
 
 async def serve(settings: SyncerSettings, host: str, port: int) -> None:
-    """Run until SIGTERM / SIGINT."""
+    """Run until SIGTERM / SIGINT; never exits because Postgres or RabbitMQ is away."""
     syncer = Syncer(settings)
     runner = web.AppRunner(health_app(syncer), access_log=None)
     await runner.setup()
@@ -233,16 +311,8 @@ async def serve(settings: SyncerSettings, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        starting = asyncio.create_task(syncer.start())
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()
-            await stopped
-        else:
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+        await syncer.start(wait=False)
+        await stop.wait()
     finally:
         await syncer.stop()
         await runner.cleanup()

@@ -2,8 +2,11 @@
 
 All of it runs inside the order handler's transaction, with the customer's row
 locked, so two orders of one customer handled by two replicas at once are decided
-one after the other. Provider actions are rows in ``provider_actions`` plus an
-outbox event each: they reach the provider only if this transaction commits.
+one after the other. Every change of a customer's enrolments bumps the customer's
+``membership_version`` in the same transaction and queues a provider action at that
+version: a row in ``provider_actions`` plus an outbox event, which reach the provider
+only if this transaction commits. The action then makes the provider equal to the
+customer's enrolment at the time it runs (``consumers/membership_actions.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,27 @@ class Decision:
     action_id: int | None = None
 
 
+async def bump_version(conn: asyncpg.Connection, customer_id: int) -> int:
+    """The customer's next ``membership_version`` (call in the transaction that changes
+    its enrolments)."""
+    version: int = await conn.fetchval(
+        """
+        UPDATE customers SET membership_version = membership_version + 1, updated_at = now()
+        WHERE id = $1 RETURNING membership_version
+        """,
+        customer_id,
+    )
+    return version
+
+
+async def net_qualifying_minor(conn: asyncpg.Connection, order_id: int) -> int:
+    """The order's qualifying amount now, in minor units, net of its refund orders."""
+    net: int = await conn.fetchval(
+        "SELECT order_net_qualifying_minor(o) FROM orders o WHERE o.id = $1", order_id
+    )
+    return net
+
+
 async def queue_action(
     conn: asyncpg.Connection,
     *,
@@ -41,15 +65,18 @@ async def queue_action(
     previous_enrolment_id: int | None,
     payload: dict[str, Any],
     max_attempts: int,
+    membership_version: int,
     source: str,
     correlation_id: str | None,
 ) -> int | None:
-    """Insert a ``pending`` provider action and its outbox event; None if it existed."""
+    """Insert a ``pending`` provider action at ``membership_version`` and its outbox
+    event; None if it existed."""
     action_id: int | None = await conn.fetchval(
         """
         INSERT INTO provider_actions (kind, provider, customer_id, enrolment_id, tier_id,
-                                      previous_enrolment_id, payload, max_attempts)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                      previous_enrolment_id, payload, max_attempts,
+                                      membership_version)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         ON CONFLICT (enrolment_id, kind) DO NOTHING RETURNING id
         """,
         kind,
@@ -60,6 +87,7 @@ async def queue_action(
         previous_enrolment_id,
         payload,
         max_attempts,
+        membership_version,
     )
     if action_id is None:
         return None
@@ -106,7 +134,7 @@ async def apply_order(
         ORDER BY rank DESC LIMIT 1
         """,
         order["currency"],
-        order["qualifying_total_minor"],
+        await net_qualifying_minor(conn, order["id"]),
     )
     if tier is None:
         return Decision("none")
@@ -153,6 +181,7 @@ async def apply_order(
     await conn.execute(
         "UPDATE customers SET is_member = true, updated_at = now() WHERE id = $1", customer_id
     )
+    version = await bump_version(conn, customer_id)
     action_id = await queue_action(
         conn,
         kind=kind,
@@ -163,6 +192,7 @@ async def apply_order(
         previous_enrolment_id=previous_id,
         payload=provider_context,
         max_attempts=max_attempts,
+        membership_version=version,
         source=source,
         correlation_id=correlation_id,
     )

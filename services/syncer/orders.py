@@ -8,8 +8,10 @@ Which amount qualifies for a tier (also in the README):
   ``partially_refunded`` and the order is not cancelled; test orders never qualify.
 - **Commerce7**: ``subTotal`` in cents of the tenant's currency
   (``CRMSYNC_COMMERCE7_CURRENCY``; Commerce7 orders carry none), before tax and
-  shipping. Paid means ``paymentStatus == "Paid"`` on a ``Regular`` purchase; refund
-  orders never qualify (and are not subtracted).
+  shipping. Paid means ``paymentStatus == "Paid"`` on a ``Regular`` purchase. A refund
+  order (``purchaseType`` ``Refund``) never qualifies; when it names the order it
+  refunds (``previousOrderId``; its meaning is not documented, NOTES.md "Not found")
+  its ``|subTotal|`` is subtracted from that order's amount.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class OrderData:
     customer: CustomerData | None
     # What a provider action needs later (Commerce7 address and card ids).
     provider_context: dict[str, Any] = field(default_factory=dict)
+    # A refund order: the external id of the order it refunds, and by how much.
+    refund_of: str | None = None
+    refunded_minor: int = 0
 
 
 def from_shopify(order: ShopifyOrder, event_type: str) -> OrderData:
@@ -102,7 +107,9 @@ def from_commerce7(webhook: Commerce7OrderWebhook, currency: str) -> OrderData:
         phone=c.phones[0].phone if c and c.phones else None,
     )
     card = next((t.card_on_file for t in order.tenders if t.card_on_file), None)
-    paid = order.payment_status == "Paid" and (order.purchase_type or "Regular") == "Regular"
+    purchase_type = order.purchase_type or "Regular"
+    paid = order.payment_status == "Paid" and purchase_type == "Regular"
+    is_refund = purchase_type == "Refund" and bool(order.previous_order_id)
     return OrderData(
         provider="commerce7",
         tenant=webhook.tenant_id,
@@ -121,4 +128,6 @@ def from_commerce7(webhook: Commerce7OrderWebhook, currency: str) -> OrderData:
             "customerCreditCardId": card,
             "orderDeliveryMethod": order.order_delivery_method,
         },
+        refund_of=order.previous_order_id if is_refund else None,
+        refunded_minor=abs(order.sub_total) if is_refund else 0,
     )

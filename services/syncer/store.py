@@ -50,8 +50,9 @@ async def upsert_order(
         """
         INSERT INTO orders (provider, external_id, customer_id, order_number, financial_status,
                             currency, total_minor, qualifying_total_minor, paid,
-                            source_updated_at, last_event_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                            source_updated_at, last_event_id, provider_context, refund_of,
+                            refunded_minor)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         ON CONFLICT (provider, external_id) DO UPDATE SET
             customer_id = COALESCE(EXCLUDED.customer_id, orders.customer_id),
             order_number = EXCLUDED.order_number,
@@ -62,6 +63,9 @@ async def upsert_order(
             paid = EXCLUDED.paid,
             source_updated_at = EXCLUDED.source_updated_at,
             last_event_id = EXCLUDED.last_event_id,
+            provider_context = EXCLUDED.provider_context,
+            refund_of = EXCLUDED.refund_of,
+            refunded_minor = EXCLUDED.refunded_minor,
             updated_at = now()
         WHERE orders.source_updated_at IS NULL
            OR EXCLUDED.source_updated_at IS NULL
@@ -78,6 +82,9 @@ async def upsert_order(
         o.paid,
         o.source_updated_at,
         event_id,
+        o.provider_context,
+        o.refund_of,
+        o.refunded_minor,
     )
     row = await conn.fetchrow(
         "SELECT * FROM orders WHERE provider = $1 AND external_id = $2 FOR UPDATE",

@@ -29,6 +29,8 @@ from shared.errors import ProviderRejectedError
 from shared.settings import ProviderSettings
 
 PROVIDER = "commerce7"
+# "All get requests for lists have a limit of 50 records per page" (NOTES.md §2).
+PAGE_LIMIT = 50
 
 _CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
@@ -73,6 +75,11 @@ class ClubMembership(BaseModel):
     cancel_date: datetime | None = None
     cancellation_reason: str | None = None
     status: str | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.cancel_date is None
 
 
 class _ClubMembershipList(BaseModel):
@@ -168,29 +175,37 @@ class Commerce7Client:
     async def list_club_memberships(
         self, tenant: str, *, customer_id: str, club_id: str | None = None
     ) -> list[ClubMembership]:
-        """``GET /club-membership?customerId=&clubId=`` -> ``{"clubMemberships": [...]}``.
-
-        Only the first page (Commerce7 lists 50 per page, NOTES.md §2); one customer's
-        memberships fit. Cancelled memberships are included.
+        """``GET /club-membership?customerId=&clubId=&limit=50&page=n`` ->
+        ``{"clubMemberships": [...]}``, every page (Commerce7 lists 50 per page,
+        NOTES.md §2; a customer rarely needs a second one). Cancelled memberships are
+        included; filter on :attr:`ClubMembership.is_active`.
 
         Raises:
             ProviderRejectedError: 4xx (bad credentials, unknown tenant, ...) or an
                 unreadable body.
             ProviderUnavailableError: 429, 5xx, network failure after retries.
         """
-        params = {"customerId": customer_id}
-        if club_id is not None:
-            params["clubId"] = club_id
-        response = await self._request("GET", "/club-membership", tenant, params=params)
-        return validate_reply(
-            PROVIDER, _ClubMembershipList, response.data, response
-        ).club_memberships
+        found: list[ClubMembership] = []
+        page = 1
+        while True:
+            params = {"customerId": customer_id, "limit": str(PAGE_LIMIT), "page": str(page)}
+            if club_id is not None:
+                params["clubId"] = club_id
+            response = await self._request("GET", "/club-membership", tenant, params=params)
+            chunk = validate_reply(
+                PROVIDER, _ClubMembershipList, response.data, response
+            ).club_memberships
+            found.extend(chunk)
+            if len(chunk) < PAGE_LIMIT:
+                return found
+            page += 1
 
     async def create_club_membership(
         self, tenant: str, body: ClubMembershipCreate
     ) -> ClubMembership:
-        """``POST /club-membership`` (NOTES.md §4). Not idempotent: a repeat enrols twice,
-        so membership actions use :meth:`ensure_club_membership`.
+        """``POST /club-membership`` (NOTES.md §4). Not idempotent: a repeat, or two
+        callers at once, enrol twice, so a caller re-lists afterwards and cancels the
+        duplicates (``services/syncer/providers.py`` does).
 
         Raises:
             ProviderRejectedError: 4xx, e.g. 422 when the customer has no card on file.
@@ -216,29 +231,6 @@ class Commerce7Client:
         path = f"/club-membership/{quote(membership_id, safe='')}"
         response = await self._request("PUT", path, tenant, json_body=json_body)
         return validate_reply(PROVIDER, ClubMembership, response.data, response)
-
-    async def ensure_club_membership(
-        self, tenant: str, body: ClubMembershipCreate
-    ) -> ClubMembership:
-        """Search before create: the customer's active membership (``cancelDate`` null) in
-        ``body.club_id`` if there is one, else a new one. Makes "add" safe to repeat;
-        two concurrent calls for the same customer and club can still both create.
-
-        Raises:
-            ProviderRejectedError, ProviderUnavailableError: as the list and create calls.
-        """
-        memberships = await self.list_club_memberships(
-            tenant, customer_id=body.customer_id, club_id=body.club_id
-        )
-        for membership in memberships:
-            # Filter again: the clubId query filter is only third-party documented.
-            if (
-                membership.cancel_date is None
-                and membership.club_id == body.club_id
-                and membership.customer_id == body.customer_id
-            ):
-                return membership
-        return await self.create_club_membership(tenant, body)
 
     async def _request(
         self,

@@ -1,4 +1,4 @@
-"""Shopify Admin API client: customer tags (GraphQL) and customer reads (REST).
+"""Shopify Admin API client: customer tags (GraphQL), customer and order reads (REST).
 
 A membership tier is a customer tag (ADMIN_API.md B1). We write tags with the GraphQL
 ``tagsAdd`` / ``tagsRemove`` mutations because they add or remove only the named tags;
@@ -24,6 +24,7 @@ from shared.clients.http import (
     validate_reply,
 )
 from shared.errors import ProviderRejectedError, ProviderUnavailableError
+from shared.messages.orders import ShopifyOrder
 from shared.settings import ProviderSettings
 
 PROVIDER = "shopify"
@@ -228,6 +229,23 @@ class ShopifyClient:
         )
         customer = response.data.get("customer")
         return validate_reply(PROVIDER, ShopifyCustomer, customer, response)
+
+    async def get_order(self, order_id: int | str) -> ShopifyOrder:
+        """``GET orders/{id}.json`` (REST; sample ``order_get_450789469.response.json``):
+        the order as it stands now, net of refunds in ``current_subtotal_price``. A
+        refund webhook carries only the refund, so its handler reads the order here.
+
+        Raises:
+            ProviderRejectedError: 401/403/404, or a body without a readable ``order``.
+            ProviderUnavailableError: 429 (honouring ``Retry-After``), 5xx, network failure.
+        """
+        numeric_id = str(order_id).strip()
+        if not numeric_id.isdigit():
+            raise ValueError(f"not a Shopify order id: {order_id!r}")
+        response = await self._http.request(
+            "GET", f"{self._admin_url}/orders/{numeric_id}.json", headers=self._headers
+        )
+        return validate_reply(PROVIDER, ShopifyOrder, response.data.get("order"), response)
 
     async def _mutate_tags(
         self,

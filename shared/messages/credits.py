@@ -18,10 +18,27 @@ Shared Token                    ``shared_mock_credits``
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+from shared.messages.types import (
+    INT4_MAX,
+    AsciiKey,
+    BigInt,
+    Day,
+    EventTime,
+    Identifier,
+    Int4,
+    Text,
+)
 
 CREDITS_CHANGED = "app.credits.changed"
 BOOKING_EVENT_PREFIX = "app.booking."
@@ -50,43 +67,85 @@ Reason = Literal[
 
 
 def credit_field(name: str) -> str:
-    """``"Clinical Skills Token"`` or ``"cs_credits"`` → ``"cs_credits"``.
+    """``"Clinical Skills Token"`` (any ASCII case) or ``"cs_credits"`` → ``"cs_credits"``.
 
     Raises:
         ValueError: an unknown name (pydantic reports it with the field path).
     """
     if name in CREDIT_FIELDS:
         return name
-    field = TOKEN_NAMES.get(name.strip().lower())
+    field = TOKEN_NAMES.get(name.lower()) if name.isascii() else None
     if field is None:
         raise ValueError(f"unknown credit type {name!r}; use one of {', '.join(CREDIT_FIELDS)}")
     return field
 
 
-def map_credits(value: dict[str, int] | None) -> dict[str, int] | None:
-    """Map token names to fields; refuse unknown types and negative balances."""
-    if value is None:
-        return None
-    mapped: dict[str, int] = {}
-    for name, balance in value.items():
-        if balance < 0:
-            raise ValueError(f"{name}: a balance cannot be negative")
-        mapped[credit_field(name)] = balance
-    return mapped
+def _any_case(text: str) -> str:
+    """A regular expression matching ``text`` in any ASCII case (JSON Schema has no flags)."""
+    assert all(c.isalpha() or c in " -" for c in text), text  # nothing to escape
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)
+
+
+# The credit names a notification may use, as a JSON Schema pattern (``propertyNames``).
+CREDIT_NAME_PATTERN = (
+    "^(" + "|".join([*CREDIT_FIELDS, *(_any_case(name) for name in TOKEN_NAMES)]) + ")$"
+)
+
+
+Credits = Annotated[
+    # Keys are mapped to credit fields as they are validated (CREDIT_NAME_PATTERN's names).
+    dict[Annotated[str, AfterValidator(credit_field)], Int4],
+    Field(min_length=1),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "New absolute balances by credit type (or the app's token name).",
+            "minProperties": 1,
+            "propertyNames": {"pattern": CREDIT_NAME_PATTERN},
+            "additionalProperties": {"type": "integer", "minimum": 0, "maximum": INT4_MAX},
+        }
+    ),
+]
+
+
+def _non_null(names: tuple[str, ...], schema: dict[str, Any]) -> dict[str, Any]:
+    """``{"required": names}`` with each of them present and not null."""
+    kinds = {"contact": "object", "credits": "object", "version": "integer", "items": "array"}
+    return {
+        "required": list(names),
+        "properties": {name: {"type": kinds[name]} for name in names},
+        **schema,
+    }
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
 
+_KEYS = ("hubspotId", "studentId", "email")
+# An email as intake accepts it: something@something, no spaces or control characters.
+# (No ``\s``: Python, Rust and ECMA-262 disagree on which characters it names.)
+EMAIL_PATTERN = r"^[^@ \x00-\x1f\x7f]+@[^@ \x00-\x1f\x7f]+$"
+
+
 class ContactRef(_Model):
     """Who: at least one of the HubSpot contact id, the app's student id, the email."""
 
-    hubspot_id: str | None = Field(default=None, alias="hubspotId", min_length=1)
-    student_id: str | None = Field(default=None, alias="studentId", min_length=1)
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    first_name: str | None = Field(default=None, alias="firstName")
-    last_name: str | None = Field(default=None, alias="lastName")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [{"required": [k], "properties": {k: {"type": "string"}}} for k in _KEYS]
+        }
+    )
+
+    hubspot_id: Identifier | None = Field(
+        default=None, alias="hubspotId", min_length=1, max_length=100
+    )
+    student_id: Identifier | None = Field(
+        default=None, alias="studentId", min_length=1, max_length=200
+    )
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    first_name: Text | None = Field(default=None, alias="firstName", max_length=200)
+    last_name: Text | None = Field(default=None, alias="lastName", max_length=200)
 
     @model_validator(mode="after")
     def _one_key(self) -> ContactRef:
@@ -99,13 +158,8 @@ class CreditChange(_Model):
     """One contact's new balances."""
 
     contact: ContactRef
-    credits: dict[str, int] = Field(min_length=1)
-    version: int = Field(ge=0, description="the app's per-contact version; higher is newer")
-
-    @field_validator("credits")
-    @classmethod
-    def _known_types(cls, value: dict[str, int]) -> dict[str, int] | None:
-        return map_credits(value)
+    credits: Credits
+    version: BigInt = Field(description="the app's per-contact version; higher is newer")
 
 
 class CreditsNotification(_Model):
@@ -120,20 +174,35 @@ class CreditsNotification(_Model):
 
         {"idempotencyKey": "refund-2026-11-21", "reason": "bulk_refund",
          "occurredAt": "...", "items": [{"contact": {...}, "credits": {...}, "version": 43}, ...]}
+
+    ``null`` for ``contact``, ``credits``, ``version`` or ``items`` means "not given".
     """
 
-    idempotency_key: str = Field(alias="idempotencyKey", min_length=1, max_length=200)
-    reason: Reason
-    occurred_at: datetime = Field(alias="occurredAt")
-    contact: ContactRef | None = None
-    credits: dict[str, int] | None = Field(default=None, min_length=1)
-    version: int | None = Field(default=None, ge=0)
-    items: list[CreditChange] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                _non_null(("contact", "credits", "version"), {"not": _non_null(("items",), {})}),
+                _non_null(
+                    ("items",),
+                    {
+                        "not": {
+                            "anyOf": [
+                                _non_null((name,), {}) for name in ("contact", "credits", "version")
+                            ]
+                        }
+                    },
+                ),
+            ]
+        }
+    )
 
-    @field_validator("credits")
-    @classmethod
-    def _known_types(cls, value: dict[str, int] | None) -> dict[str, int] | None:
-        return map_credits(value)
+    idempotency_key: AsciiKey = Field(alias="idempotencyKey", min_length=1, max_length=200)
+    reason: Reason
+    occurred_at: EventTime = Field(alias="occurredAt")
+    contact: ContactRef | None = None
+    credits: Credits | None = None
+    version: BigInt | None = None
+    items: list[CreditChange] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
 
     @model_validator(mode="after")
     def _single_or_batch(self) -> CreditsNotification:
@@ -154,12 +223,12 @@ class CreditsNotification(_Model):
 
 
 class BookingInfo(_Model):
-    booking_ref: str = Field(alias="bookingRef", min_length=1)
+    booking_ref: Identifier = Field(alias="bookingRef", min_length=1, max_length=200)
     contact: ContactRef
-    exam_ref: str = Field(alias="examRef", min_length=1)
-    exam_name: str | None = Field(default=None, alias="examName")
-    exam_date: date | None = Field(default=None, alias="examDate")
-    attended: bool | None = None
+    exam_ref: Identifier = Field(alias="examRef", min_length=1, max_length=200)
+    exam_name: Text | None = Field(default=None, alias="examName", max_length=500)
+    exam_date: Day | None = Field(default=None, alias="examDate")
+    attended: bool | None = Field(default=None, strict=True)
 
 
 class BookingEvent(_Model):
@@ -174,10 +243,27 @@ class BookingEvent(_Model):
     ``booking.attended``). ``version`` is the app's per-booking version.
     """
 
-    idempotency_key: str = Field(alias="idempotencyKey", min_length=1, max_length=200)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "required": ["action"],
+                "properties": {"action": {"const": "attendance_marked"}},
+            },
+            "then": {
+                "properties": {
+                    "booking": {
+                        "required": ["attended"],
+                        "properties": {"attended": {"type": "boolean"}},
+                    }
+                }
+            },
+        }
+    )
+
+    idempotency_key: AsciiKey = Field(alias="idempotencyKey", min_length=1, max_length=200)
     action: Literal["created", "cancelled", "attendance_marked"]
-    occurred_at: datetime = Field(alias="occurredAt")
-    version: int = Field(default=0, ge=0)
+    occurred_at: EventTime = Field(alias="occurredAt")
+    version: BigInt = 0
     booking: BookingInfo
 
     @model_validator(mode="after")

@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Provider = Literal["shopify", "commerce7"]
-ActionKind = Literal["add_membership", "upgrade_membership", "cancel_membership"]
+ActionKind = Literal[
+    "add_membership", "upgrade_membership", "downgrade_membership", "cancel_membership"
+]
 
 
 def membership_action_type(provider: str) -> str:
@@ -18,7 +20,9 @@ def membership_action_type(provider: str) -> str:
 class MembershipActionRequested(BaseModel):
     """``{"actionId": 17, "provider": "shopify", "kind": "add_membership"}``.
 
-    The ``provider_actions`` row is the source of truth; the event only names it.
+    The ``provider_actions`` row is the source of truth; the event only names it. Its
+    handler makes the provider equal to the customer's enrolment at the time it runs,
+    whatever the kind says (the kind says why it was queued).
     """
 
     model_config = ConfigDict(populate_by_name=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messages.types import AsciiKey, EventTime, Identifier, Text
 
 LOGIN = "app.login"
 PACKAGES_REFRESH = "app.packages.refresh"
@@ -24,13 +24,15 @@ class LoginEvent(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
-    idempotency_key: str | None = Field(default=None, alias="idempotencyKey", max_length=200)
-    profile_id: str = Field(alias="profileId", min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=64)
-    first_name: str | None = Field(default=None, alias="firstName", max_length=200)
-    last_name: str | None = Field(default=None, alias="lastName", max_length=200)
-    occurred_at: datetime = Field(alias="occurredAt")
+    idempotency_key: AsciiKey | None = Field(
+        default=None, alias="idempotencyKey", min_length=1, max_length=200
+    )
+    profile_id: Identifier = Field(alias="profileId", min_length=1, max_length=200)
+    email: Text | None = Field(default=None, max_length=320)
+    phone: Text | None = Field(default=None, max_length=64)
+    first_name: Text | None = Field(default=None, alias="firstName", max_length=200)
+    last_name: Text | None = Field(default=None, alias="lastName", max_length=200)
+    occurred_at: EventTime = Field(alias="occurredAt")
 
 
 class PackagesRefresh(BaseModel):

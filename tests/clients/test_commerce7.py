@@ -18,7 +18,7 @@ from shared.settings import ProviderSettings
 
 BASE = "https://api.commerce7.test/v1"
 MEMBERSHIPS = f"{BASE}/club-membership"
-LIST_URL = f"{MEMBERSHIPS}?customerId=cust-1&clubId=club-gold"
+LIST_URL = f"{MEMBERSHIPS}?customerId=cust-1&clubId=club-gold&limit=50&page=1"
 TENANT = "spectrawinery"
 
 
@@ -71,11 +71,16 @@ async def test_every_request_carries_the_tenant_header_and_basic_auth(mock_http,
         "tenant": TENANT,
         "Content-Type": "application/json",
     }
-    assert call.kwargs["params"] == {"customerId": "cust-1", "clubId": "club-gold"}
+    assert call.kwargs["params"] == {
+        "customerId": "cust-1",
+        "clubId": "club-gold",
+        "limit": "50",
+        "page": "1",
+    }
 
 
 async def test_listing_without_a_club_filters_by_customer_only(mock_http, commerce7):
-    url = f"{MEMBERSHIPS}?customerId=cust-1"
+    url = f"{MEMBERSHIPS}?customerId=cust-1&limit=50&page=1"
     mock_http.get(url, payload={"clubMemberships": []})
 
     assert await commerce7.list_club_memberships(TENANT, customer_id="cust-1") == []
@@ -99,34 +104,24 @@ async def test_a_membership_parses_camel_case_and_dates(mock_http, commerce7):
     )
 
 
-async def test_ensure_reuses_the_active_membership_in_that_club(mock_http, commerce7):
-    mock_http.get(
-        LIST_URL,
-        payload={
-            "clubMemberships": [
-                membership("m-old", cancel_date="2025-01-01T00:00:00.000Z"),
-                membership("m-other-club", club_id="club-silver"),
-                membership("m-active"),
-            ]
-        },
-    )
+async def test_listing_reads_every_page_of_50(mock_http, commerce7):
+    first = [membership(f"m-{i}", cancel_date="2025-01-01T00:00:00.000Z") for i in range(50)]
+    mock_http.get(LIST_URL, payload={"clubMemberships": first})
+    page_2 = LIST_URL.replace("page=1", "page=2")
+    mock_http.get(page_2, payload={"clubMemberships": [membership("m-active")]})
 
-    found = await commerce7.ensure_club_membership(TENANT, NEW_MEMBERSHIP)
+    found = await commerce7.list_club_memberships(TENANT, customer_id="cust-1", club_id="club-gold")
 
-    assert found.id == "m-active"
-    assert sent(mock_http, "POST", MEMBERSHIPS) == []
+    assert len(found) == 51
+    assert [m.id for m in found if m.is_active] == ["m-active"]
 
 
-async def test_ensure_creates_when_only_cancelled_memberships_exist(mock_http, commerce7):
-    mock_http.get(
-        LIST_URL,
-        payload={"clubMemberships": [membership("m-old", cancel_date="2025-01-01T00:00:00.000Z")]},
-    )
+async def test_create_sends_the_documented_body_and_returns_the_membership(mock_http, commerce7):
     mock_http.post(MEMBERSHIPS, payload=membership("m-new"))
 
-    created = await commerce7.ensure_club_membership(TENANT, NEW_MEMBERSHIP)
+    created = await commerce7.create_club_membership(TENANT, NEW_MEMBERSHIP)
 
-    assert created.id == "m-new"
+    assert created.id == "m-new" and created.is_active
     (call,) = sent(mock_http, "POST", MEMBERSHIPS)
     assert call.kwargs["headers"]["tenant"] == TENANT
     assert call.kwargs["json"] == {
@@ -207,7 +202,7 @@ async def test_from_settings_uses_the_configured_url_and_credentials(session, mo
         commerce7_app_secret="secret-from-settings",
     )
     client = Commerce7Client.from_settings(session, settings)
-    url = "http://sandbox.test/commerce7/v1/club-membership?customerId=c"
+    url = "http://sandbox.test/commerce7/v1/club-membership?customerId=c&limit=50&page=1"
     mock_http.get(url, payload={"clubMemberships": []})
 
     await client.list_club_memberships(TENANT, customer_id="c")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import aiohttp
 import pytest
 from aiolimiter import AsyncLimiter
@@ -17,6 +20,7 @@ from shared.clients.shopify import (
 )
 from shared.errors import ProviderRejectedError, ProviderUnavailableError
 from shared.settings import ProviderSettings
+from tests.conftest import REFERENCE
 
 BASE = "https://shop.test"
 TOKEN = "shpat_test_token"
@@ -251,3 +255,32 @@ async def test_from_settings_uses_the_configured_url_version_and_token(session, 
 
     (call,) = sent(mock_http, "POST", url)
     assert call.kwargs["headers"] == {"X-Shopify-Access-Token": "from-settings"}
+
+
+ORDER = f"{BASE}/admin/api/2026-07/orders/450789469.json"
+
+
+async def test_get_order_reads_the_reference_order_net_of_its_refund(mock_http, shopify):
+    body = json.loads(
+        (
+            REFERENCE / "shopify" / "admin-rest-2026-07" / "order_get_450789469.response.json"
+        ).read_text()
+    )
+    mock_http.get(ORDER, payload=body)
+
+    order = await shopify.get_order(450789469)
+
+    assert order.id == 450789469 and order.currency == "USD"
+    assert order.current_subtotal_price == Decimal(body["order"]["current_subtotal_price"])
+    assert order.customer is not None and order.customer.id == 207119551
+    (call,) = sent(mock_http, "GET", ORDER)
+    assert call.kwargs["headers"] == {"X-Shopify-Access-Token": TOKEN}
+
+
+async def test_get_order_of_an_unknown_id_is_permanent(mock_http, shopify):
+    mock_http.get(ORDER, status=404, payload={"errors": "Not Found"})
+
+    with pytest.raises(ProviderRejectedError) as caught:
+        await shopify.get_order("450789469")
+
+    assert caught.value.status == 404

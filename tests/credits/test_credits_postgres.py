@@ -124,7 +124,7 @@ async def test_bad_notifications_get_clear_errors(http, app_intake, namespace) -
     body = notification(1)
     body["credits"] = {"gold_stars": 3}
     status, problem = await post(http, app_intake, body)
-    assert status == 422 and problem["errors"][0]["pointer"] == "/credits"
+    assert status == 422 and problem["errors"][0]["pointer"] == "/credits/gold_stars"
     assert "gold_stars" in problem["errors"][0]["detail"]
     body = notification(1)
     body["contact"] = {}

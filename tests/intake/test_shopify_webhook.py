@@ -6,7 +6,7 @@ import json
 
 from services.intake.auth import shopify_hmac, verify_shopify_hmac
 from shared.events import CloudEvent
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, intake_settings
 from tests.helpers import (
     SHOPIFY_ORDER,
     get_messages,
@@ -112,3 +112,36 @@ async def test_a_guest_order_without_customer_is_accepted(http, intake, namespac
     status, _, _ = await post_shopify(http, intake, body=shopify_order(customer=None))
     assert status == 200
     assert await queue_depth(f"{namespace}syncer.orders") == 1
+
+
+def test_verification_accepts_any_of_the_given_secrets() -> None:
+    body = b'{"id": 1}'
+    header = shopify_hmac(body, "old")
+    assert verify_shopify_hmac(body, header, "new", "old")
+    assert verify_shopify_hmac(body, shopify_hmac(body, "new"), "new", "old")
+    assert not verify_shopify_hmac(body, header, "new", "")
+    assert not verify_shopify_hmac(body, header, "", "")
+
+
+async def test_the_previous_secret_is_accepted_during_a_rotation(
+    http, make_intake, namespace
+) -> None:
+    url = await make_intake(
+        intake_settings(
+            namespace, shopify_webhook_secret="new-secret", shopify_webhook_secret_previous="old"
+        )
+    )
+    for secret in ("new-secret", "old"):
+        status, body, _ = await post_shopify(http, url, secret=secret)
+        assert status == 200, (secret, body)
+    status, problem, _ = await post_shopify(http, url, secret="neither")
+    assert status == 401 and problem["status"] == 401
+    assert await queue_depth(f"{namespace}syncer.orders") == 2
+
+
+async def test_after_the_rotation_the_old_secret_is_refused(http, make_intake, namespace) -> None:
+    url = await make_intake(intake_settings(namespace, shopify_webhook_secret="new-secret"))
+    status, _, _ = await post_shopify(http, url, secret="old")
+    assert status == 401
+    status, _, _ = await post_shopify(http, url, secret="new-secret")
+    assert status == 200

@@ -152,14 +152,39 @@ async def test_rest_get_shows_tags_as_one_string(client: Client[Any, Any]) -> No
     assert customer["admin_graphql_api_id"] == "gid://shopify/Customer/207119551"
 
 
-@pytest.mark.parametrize("customer_id", ["404", "abc"])
-async def test_rest_get_of_an_unknown_customer_is_404(
-    client: Client[Any, Any], customer_id: str
-) -> None:
-    resp = await client.get(f"{SHOPIFY_API}/customers/{customer_id}.json", headers=SHOPIFY_HEADERS)
+async def test_rest_get_of_a_customer_not_seen_yet_has_no_tags(client: Client[Any, Any]) -> None:
+    resp = await client.get(f"{SHOPIFY_API}/customers/404.json", headers=SHOPIFY_HEADERS)
 
+    assert resp.status == 200
+    assert (await resp.json())["customer"]["tags"] == ""
+
+
+async def test_rest_get_of_an_unknown_customer_is_404_when_strict_or_not_a_number(
+    client: Client[Any, Any],
+) -> None:
+    resp = await client.get(f"{SHOPIFY_API}/customers/abc.json", headers=SHOPIFY_HEADERS)
     assert resp.status == 404
     assert await resp.json() == {"errors": "Not Found"}
+    await client.post("/_sandbox/shopify/strict", json={"strict": True})
+
+    resp = await client.get(f"{SHOPIFY_API}/customers/404.json", headers=SHOPIFY_HEADERS)
+
+    assert resp.status == 404
+
+
+async def test_rest_get_order_serves_a_seeded_order_and_404_otherwise(
+    client: Client[Any, Any],
+) -> None:
+    order = {"id": 450789469, "currency": "USD", "total_price": "10.00"}
+    assert (await client.post("/_sandbox/shopify/orders", json={"order": order})).status == 201
+
+    resp = await client.get(f"{SHOPIFY_API}/orders/450789469.json", headers=SHOPIFY_HEADERS)
+    assert resp.status == 200
+    assert await resp.json() == {"order": order}
+    missing = await client.get(f"{SHOPIFY_API}/orders/1.json", headers=SHOPIFY_HEADERS)
+    assert missing.status == 404
+    unauthorised = await client.get(f"{SHOPIFY_API}/orders/450789469.json")
+    assert unauthorised.status == 401
 
 
 async def test_rest_put_replaces_the_tags(client: Client[Any, Any]) -> None:

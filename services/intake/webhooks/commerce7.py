@@ -1,8 +1,11 @@
 """``POST /webhooks/commerce7``: Commerce7 webhooks (Order Create / Update).
 
 Commerce7 signs nothing; it sends Basic auth when the hook is configured with a
-username and password (NOTES.md §3, "configuring-your-webhook"), so intake checks
-that when configured, and always checks ``tenantId`` against the allow-list.
+username and password (NOTES.md §3, "configuring-your-webhook"). Intake requires
+those credentials (the current or, during a rotation, the previous password) and
+refuses every webhook when none are configured, unless
+``CRMSYNC_COMMERCE7_ALLOW_UNAUTHENTICATED=true`` (local use); it always checks
+``tenantId`` against the allow-list.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from services.intake.auth import verify_basic_auth
 from services.intake.keys import settings_key
 from services.intake.publish import publish_or_503
 from services.intake.webhooks.body import parse_body
+from services.intake.webhooks.topics import commerce7_topic_label
 from shared.events import CloudEvent
 from shared.messages.orders import (
     COMMERCE7_ORDER_ACTIONS,
@@ -25,6 +29,7 @@ from shared.messages.orders import (
 )
 from shared.metrics import WEBHOOKS_IGNORED
 from shared.problems import Problem
+from shared.settings import IntakeSettings
 
 log = structlog.get_logger(__name__)
 
@@ -45,32 +50,63 @@ def commerce7_event_id(webhook: Commerce7OrderWebhook) -> str:
     return str(uuid.uuid5(_EVENT_ID_NS, key))
 
 
-async def commerce7_webhook(request: web.Request) -> web.Response:
-    """Authenticate, validate, publish, answer 200.
+def commerce7_credentials_configured(settings: IntakeSettings) -> bool:
+    """True when both the Basic username and the password are set."""
+    return bool(
+        settings.commerce7_webhook_username
+        and settings.commerce7_webhook_password.get_secret_value()
+    )
 
-    Errors: 401 Basic auth wrong (when configured); 403 tenant not allowed; 400
-    malformed JSON; 413 too large; 422 missing fields, by JSON Pointer; 503 broker
-    unavailable. Objects and actions crmsync does not handle get 200, counted.
+
+def _require_basic_auth(request: web.Request, settings: IntakeSettings) -> None:
+    """Check Commerce7's Basic credentials (current or previous password).
+
+    Without configured credentials every webhook is refused, unless
+    ``CRMSYNC_COMMERCE7_ALLOW_UNAUTHENTICATED`` is true (local use).
+
+    Raises:
+        Problem: 401 with ``WWW-Authenticate: Basic``.
     """
-    settings = request.app[settings_key]
-    if settings.commerce7_webhook_username and not verify_basic_auth(
+    if not commerce7_credentials_configured(settings):
+        if settings.commerce7_allow_unauthenticated:
+            return
+        detail = (
+            "Commerce7 webhooks need Basic credentials and none are configured "
+            "(CRMSYNC_COMMERCE7_WEBHOOK_USERNAME / _PASSWORD)"
+        )
+    elif verify_basic_auth(
         request.headers.get("Authorization"),
         settings.commerce7_webhook_username,
         settings.commerce7_webhook_password.get_secret_value(),
+        settings.commerce7_webhook_password_previous.get_secret_value(),
     ):
-        raise Problem(
-            401,
-            "Unauthorized",
-            "Basic credentials missing or wrong",
-            headers={"WWW-Authenticate": 'Basic realm="crmsync"'},
-        )
+        return
+    else:
+        detail = "Basic credentials missing or wrong"
+    raise Problem(
+        401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Basic realm="crmsync"'}
+    )
+
+
+async def commerce7_webhook(request: web.Request) -> web.Response:
+    """Authenticate, validate, publish, answer 200.
+
+    Errors: 401 Basic auth missing or wrong (or none configured, unless unauthenticated
+    webhooks are explicitly allowed); 403 tenant not allowed; 400 malformed JSON; 413
+    too large; 422 invalid fields, by JSON Pointer; 503 broker unavailable. Objects and
+    actions crmsync does not handle get 200, counted.
+    """
+    settings = request.app[settings_key]
+    _require_basic_auth(request, settings)
     body = await request.read()
     envelope = parse_body(Commerce7Envelope, body)
     if envelope.tenant_id not in settings.commerce7_tenants:
         raise Problem(403, "Forbidden", f"tenant {envelope.tenant_id!r} is not allowed")
     if envelope.object != "Order" or envelope.action not in COMMERCE7_ORDER_ACTIONS:
         topic = f"{envelope.object}/{envelope.action}"
-        WEBHOOKS_IGNORED.labels("commerce7", topic).inc()
+        WEBHOOKS_IGNORED.labels(
+            "commerce7", commerce7_topic_label(envelope.object, envelope.action)
+        ).inc()
         log.info("webhook.ignored", provider="commerce7", topic=topic, tenant=envelope.tenant_id)
         return web.json_response({"status": "ignored", "topic": topic})
     webhook = parse_body(Commerce7OrderWebhook, body)

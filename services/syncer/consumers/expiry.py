@@ -2,9 +2,10 @@
 
 In one transaction: every ``active`` enrolment whose ``expires_at`` has passed
 becomes ``expired``; a customer with no active enrolment left loses ``is_member``;
-each expired enrolment gets a ``cancel_membership`` provider action (row and outbox
-event, via :func:`queue_action`), which the provider-action handler carries to
-Shopify (tier tag removed) or Commerce7 (club membership cancelled, with a reason).
+each expired enrolment bumps its customer's ``membership_version`` and gets a
+``cancel_membership`` provider action at that version (row and outbox event, via
+:func:`queue_action`); the provider-action handler then makes Shopify (no tier tag)
+or Commerce7 (no active club membership) equal to the customer's enrolments.
 The run row is finished in the same transaction, so a redelivered event finds it
 ``succeeded`` and does nothing.
 """
@@ -16,7 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from services.syncer.deps import SyncerDeps
-from services.syncer.memberships import queue_action
+from services.syncer.memberships import bump_version, queue_action
 from shared.consumer import Delivery
 from shared.errors import InvalidEventError, PermanentError
 from shared.events import CloudEvent, describe_validation_error
@@ -86,6 +87,7 @@ async def expire_enrolments(
             previous_enrolment_id=None,
             payload={},
             max_attempts=max_attempts,
+            membership_version=await bump_version(conn, row["customer_id"]),
             source=source,
             correlation_id=correlation_id,
         )
