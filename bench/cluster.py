@@ -324,12 +324,23 @@ async def run(stack: Stack, cluster: LocalCluster, args: argparse.Namespace) -> 
             queue, leader, ready = await asyncio.to_thread(
                 busiest_leader, cluster, survivor, stack.namespace, busiest
             )
+            note = ""
+            if leader == survivor.name:
+                # The services' node is never killed: move the leaders around first.
+                await asyncio.to_thread(
+                    cluster.ctl, survivor, "rebalance", "quorum",
+                    tool="rabbitmq-queues", check=False,
+                )  # fmt: skip
+                queue, leader, ready = await asyncio.to_thread(
+                    busiest_leader, cluster, survivor, stack.namespace, busiest
+                )
             victim = cluster.node(leader)
             if victim is survivor or (kills and victim.name == kills[-1]["node"]):
-                # Never the services' node; the second kill takes another node.
+                # Still the services' node (or the node just killed): the other node.
                 victim = next(
                     n for n in nodes if n is not survivor and n.name != kills[-1]["node"]
                 ) if kills else next(n for n in nodes if n is not survivor)  # fmt: skip
+                note = f"{leader} leads it and is not killed; killed a follower instead"
             if round_ == 2:
                 waited = time.monotonic()
                 while await asyncio.to_thread(cluster.is_quorum_critical, victim):
@@ -359,6 +370,7 @@ async def run(stack: Stack, cluster: LocalCluster, args: argparse.Namespace) -> 
             kills.append(
                 {
                     "round": round_, "node": victim.name, "queue": queue, "ready": ready,
+                    "leader": leader, "note": note,
                     "killed_at": killed_at, "back_at": back_at, "new_leader": new_leader,
                 }
             )  # fmt: skip
@@ -543,6 +555,8 @@ def report(r: dict[str, Any]) -> str:
             f"intake recovered in {k['intake_recovery_s']} s, longest commit pause "
             f"{k['longest_commit_pause_s']} s -> recovery {k['recovery_s']} s"
         )
+        if k.get("note"):
+            lines.append(f"  note: {k['note']}")
     worst = max((k["recovery_s"] for k in r["kills"]), default=0.0)
     lost, dup = sum(r["lost"].values()), sum(r["duplicated"].values())
     lines += [
