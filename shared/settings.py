@@ -47,6 +47,10 @@ class CommonSettings(BaseSettings):
     amqp_namespace: str = ""
     # How long a publish may wait for the broker's confirm before we give up (503).
     publish_timeout_s: float = 3.0
+    # Replicas of a quorum queue when it is created (x-quorum-initial-group-size); unset =
+    # one per node of CRMSYNC_AMQP_URL (3 for a three-node cluster). RabbitMQ caps it at
+    # the cluster's size. See :meth:`quorum_group_size`.
+    quorum_initial_group_size: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     # Where this service's events say they come from (CloudEvents ``source``).
@@ -63,6 +67,14 @@ class CommonSettings(BaseSettings):
     broker_reconnect_interval_s: float = Field(default=2.0, gt=0)
     # Seconds between two probes of Postgres (``SELECT 1``) that /readyz reports.
     db_probe_interval_s: float = Field(default=2.0, gt=0)
+
+    def quorum_group_size(self) -> int:
+        """``quorum_initial_group_size``, or the number of comma-separated URLs in
+        ``amqp_url`` (the cluster's nodes): 3 with three nodes, 1 with one."""
+        if self.quorum_initial_group_size is not None:
+            return self.quorum_initial_group_size
+        urls = [u for u in self.amqp_url.get_secret_value().split(",") if u.strip()]
+        return max(1, len(urls))
 
 
 class OutboxSettings(BaseSettings):

@@ -17,12 +17,12 @@ from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, field_serializer
 from pydantic.alias_generators import to_camel
 
+from shared.budget import metered_per_s
 from shared.clients.http import (
     ProviderFailure,
     ProviderHttp,
     ProviderResponse,
     classify_status,
-    limiter_per_s,
     validate_reply,
 )
 from shared.errors import ProviderRejectedError
@@ -167,7 +167,7 @@ class Commerce7Client:
             base_url=settings.commerce7_base_url,
             app_id=settings.commerce7_app_id,
             app_secret=settings.commerce7_app_secret.get_secret_value(),
-            limiter=limiter_per_s(settings.commerce7_rate_per_s),
+            limiter=metered_per_s(PROVIDER, settings.commerce7_rate_per_s),
             timeout_s=settings.http_timeout_s,
             max_tries=max_tries,
         )

@@ -23,6 +23,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 from pydantic import BaseModel
 
+from shared.budget import metered_rolling
 from shared.clients.http import ProviderHttp, validate_reply
 from shared.clients.hubspot_batch import BatchInput, BatchResult, InputOutcome
 from shared.clients.hubspot_models import (
@@ -160,8 +161,8 @@ class HubSpotClient:
             session,
             base_url=settings.hubspot_base_url,
             access_token=settings.hubspot_access_token.get_secret_value(),
-            limiter=rolling_window_limiter(settings.hubspot_rate_per_10s / replicas, 10.0),
-            search_limiter=rolling_window_limiter(SEARCH_RATE_PER_S / replicas, 1.0),
+            limiter=metered_rolling("hubspot", settings.hubspot_rate_per_10s / replicas, 10.0),
+            search_limiter=metered_rolling("hubspot_search", SEARCH_RATE_PER_S / replicas, 1.0),
             timeout_s=settings.http_timeout_s,
         )
 

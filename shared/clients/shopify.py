@@ -15,12 +15,12 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.budget import metered_per_s
 from shared.clients.http import (
     ProviderFailure,
     ProviderHttp,
     ProviderResponse,
     classify_status,
-    limiter_per_s,
     validate_reply,
 )
 from shared.errors import ProviderRejectedError, ProviderUnavailableError
@@ -188,7 +188,7 @@ class ShopifyClient:
             base_url=settings.shopify_base_url,
             access_token=settings.shopify_access_token.get_secret_value(),
             api_version=settings.shopify_api_version,
-            limiter=limiter_per_s(settings.shopify_rate_per_s),
+            limiter=metered_per_s(PROVIDER, settings.shopify_rate_per_s),
             timeout_s=settings.http_timeout_s,
             max_tries=max_tries,
         )

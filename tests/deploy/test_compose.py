@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -34,6 +35,38 @@ def test_every_service_is_there_and_syncer_can_scale() -> None:
     # A fixed host port or container name would make `--scale syncer=3` fail.
     assert "ports" not in syncer and "container_name" not in syncer
     assert "management" in services["rabbitmq"]["image"]
+
+
+def _host_ports(service: dict) -> set[int]:
+    """The host side of a service's published ports, defaults of ``${VAR:-N}`` filled in."""
+    ports: set[int] = set()
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):  # long syntax
+            if "published" in entry:
+                ports.add(int(str(entry["published"])))
+            continue
+        text = re.sub(r"\$\{[A-Z_]+:-(\d+)\}", r"\1", str(entry))
+        parts = text.split(":")  # [ip:]host:container, or just container (a random host port)
+        if len(parts) >= 2:
+            ports.add(int(parts[-2]))
+    return ports
+
+
+def test_postgres_and_rabbitmq_leave_the_local_servers_ports_alone() -> None:
+    services = load_compose()["services"]
+    # A local PostgreSQL and RabbitMQ (the README's setup) already listen on these.
+    assert not _host_ports(services["postgres"]) & {5432}
+    assert not _host_ports(services["rabbitmq"]) & {5672, 15672}
+    # What is published is bound to the loopback interface only.
+    for name in ("postgres", "rabbitmq"):
+        assert all(str(p).startswith("127.0.0.1:") for p in services[name].get("ports", []))
+
+
+def test_the_port_check_reads_every_syntax() -> None:
+    assert _host_ports({"ports": ["5432:5432"]}) == {5432}
+    assert _host_ports({"ports": ["127.0.0.1:${X_PORT:-5672}:5672"]}) == {5672}
+    assert _host_ports({"ports": [{"target": 5432, "published": "5432"}]}) == {5432}
+    assert _host_ports({"ports": ["5432"]}) == set()
 
 
 def test_every_crmsync_variable_in_compose_is_documented_in_env_example() -> None:

@@ -1,0 +1,242 @@
+"""A RabbitMQ cluster of local nodes from Debian's ``rabbitmq-server``, for the benches.
+
+Each node has its own name (``crmsync-bench-<i>@localhost``), AMQP port (5680 + i),
+Erlang distribution port (25680 + i), data, log and config under one temporary folder,
+no plugins, and its own Erlang cookie (``HOME`` is that folder, so neither the nodes nor
+the CLI calls made here can reach the system node on 5672, whose cookie lives in
+``/var/lib/rabbitmq``). The scripts under ``/usr/lib/rabbitmq/bin`` are run directly:
+``/usr/sbin``'s wrappers switch to the ``rabbitmq`` user and its home.
+
+:meth:`LocalCluster.kill` is ``kill -9`` of the node's whole process group (the start
+script, ``beam.smp`` and its port helpers); :meth:`LocalCluster.start_node` starts it
+again on the same data, and it rejoins the cluster by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RABBITMQ_BIN = Path(os.environ.get("CRMSYNC_BENCH_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+AMQP_PORT_BASE = 5680
+DIST_PORT_BASE = 25680
+# The CLI tools connect as hidden Erlang nodes on ports of their own; keep them near ours.
+CLI_DIST_PORT_BASE = 35680
+
+
+@dataclass
+class Node:
+    index: int
+    name: str
+    amqp_port: int
+    dist_port: int
+    base: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "stdout.log"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class LocalCluster:
+    """``size`` local RabbitMQ nodes under ``tmp``, joined into one cluster by :meth:`start`.
+
+    Raises:
+        RuntimeError: Debian's RabbitMQ scripts are missing, or a node does not start.
+    """
+
+    def __init__(self, tmp: Path, size: int = 3, *, tag: str | None = None) -> None:
+        if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+            raise RuntimeError(
+                f"no {RABBITMQ_BIN}/rabbitmq-server: apt-get install rabbitmq-server "
+                "(or set CRMSYNC_BENCH_RABBITMQ_BIN)"
+            )
+        self.tmp = tmp
+        self.tag = tag or secrets.token_hex(3)
+        self.nodes = [
+            Node(
+                i,
+                f"crmsync-bench-{i}@localhost",
+                AMQP_PORT_BASE + i,
+                DIST_PORT_BASE + i,
+                tmp / f"node{i}",
+            )
+            for i in range(size)
+        ]
+        cookie = tmp / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(16))
+        cookie.chmod(0o400)
+
+    # ------------------------------------------------------------ environment
+
+    def _env(self, node: Node) -> dict[str, str]:
+        env_file = node.base / "rabbitmq-env.conf"
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.tmp),  # our own .erlang.cookie
+            "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": node.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(node.amqp_port),
+            "RABBITMQ_DIST_PORT": str(node.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(node.base / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(env_file),  # not /etc/rabbitmq's (system node)
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(node.base / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(node.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(node.base / "log"),
+            "RABBITMQ_PID_FILE": str(node.base / "rabbitmq.pid"),
+            "RABBITMQ_CTL_DIST_PORT_MIN": str(CLI_DIST_PORT_BASE + 10 * node.index),
+            "RABBITMQ_CTL_DIST_PORT_MAX": str(CLI_DIST_PORT_BASE + 10 * node.index + 9),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def _prepare(self, node: Node) -> None:
+        node.base.mkdir(parents=True, exist_ok=True)
+        (node.base / "rabbitmq-env.conf").write_text("")
+        (node.base / "enabled_plugins").write_text("[].\n")
+        (node.base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}\n"
+            "log.console = false\n"
+            "log.file.level = warning\n"
+            # The bench's load is small; do not refuse publishes on a busy shared disk.
+            "disk_free_limit.absolute = 50MB\n"
+        )
+
+    def ctl(self, node: Node, *args: str, tool: str = "rabbitmqctl", timeout_s: float = 60,
+            check: bool = True) -> str:  # fmt: skip
+        """Run ``rabbitmqctl`` (or ``rabbitmq-queues``, ...) against ``node``; its stdout.
+
+        Raises:
+            RuntimeError: the command failed (with ``check``) or timed out.
+        """
+        try:
+            out = subprocess.run(
+                [str(RABBITMQ_BIN / tool), "-n", node.name, *args],
+                env=self._env(node), capture_output=True, text=True, timeout=timeout_s,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"{tool} {' '.join(args)} on {node.name} timed out") from exc
+        if check and out.returncode != 0:
+            raise RuntimeError(
+                f"{tool} {' '.join(args)} on {node.name} failed: {out.stderr.strip()[-500:]}"
+            )
+        return out.stdout
+
+    # ------------------------------------------------------------ life cycle
+
+    def start_node(self, node: Node, timeout_s: float = 120) -> None:
+        """Start ``node`` (again, on its data) and wait until it runs RabbitMQ."""
+        self._prepare(node)
+        with node.log_path.open("ab") as log:
+            node.proc = subprocess.Popen(
+                [str(RABBITMQ_BIN / "rabbitmq-server")],
+                env=self._env(node),
+                cwd=node.base,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill() takes all of it
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not node.alive():
+                tail = node.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{node.name} exited while starting:\n{tail}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{node.name} did not start in {timeout_s:.0f} s")
+            try:
+                self.ctl(node, "await_startup", "--timeout", "10", timeout_s=min(30, left + 1))
+                return
+            except RuntimeError:
+                time.sleep(0.5)
+
+    def start(self) -> None:
+        """Start every node and join the others to the first one."""
+        first, *others = self.nodes
+        self.start_node(first)
+        for node in others:
+            self.start_node(node)
+            self.ctl(node, "stop_app")
+            self.ctl(node, "join_cluster", first.name)
+            self.ctl(node, "start_app")
+        running = self.running_nodes(first)
+        if sorted(running) != sorted(n.name for n in self.nodes):
+            raise RuntimeError(f"cluster did not form: running nodes {running}")
+
+    def running_nodes(self, via: Node) -> list[str]:
+        out = self.ctl(via, "cluster_status", "--formatter", "json")
+        import json
+
+        return list(json.loads(out).get("running_nodes", []))
+
+    def kill(self, node: Node) -> None:
+        """``kill -9`` the node's whole process group; returns once it is gone."""
+        if node.proc is None:
+            return
+        try:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        node.proc.wait()
+
+    def stop(self) -> None:
+        """Stop every node (gracefully, then SIGKILL) and delete the folder."""
+        for node in self.nodes:
+            if node.alive():
+                try:
+                    self.ctl(node, "stop", timeout_s=30)
+                except RuntimeError:
+                    pass
+            if node.proc is not None:
+                try:
+                    node.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    pass
+                self.kill(node)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------ queues
+
+    def quorum_leaders(self, via: Node, prefix: str) -> dict[str, tuple[str, int]]:
+        """``{queue: (leader node, messages)}`` of the quorum queues named ``prefix...``."""
+        out = self.ctl(
+            via, "list_queues", "name", "type", "leader", "messages",
+            "--quiet", "--no-table-headers", timeout_s=30,
+        )  # fmt: skip
+        found: dict[str, tuple[str, int]] = {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 4 and parts[0].startswith(prefix) and parts[1] == "quorum":
+                found[parts[0]] = (parts[2], int(parts[3]) if parts[3].isdigit() else 0)
+        return found
+
+    def quorum_members(self, via: Node, queue: str) -> list[str]:
+        """The nodes holding a replica of ``queue`` (``rabbitmq-queues quorum_status``)."""
+        out = self.ctl(via, "quorum_status", queue, tool="rabbitmq-queues", timeout_s=30)
+        return sorted(set(re.findall(r"crmsync-bench-\d+@localhost", out)))
+
+    def is_quorum_critical(self, node: Node) -> bool:
+        """True while stopping ``node`` would leave some quorum queue without a majority."""
+        out = subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmq-queues"), "-n", node.name,
+             "check_if_node_is_quorum_critical"],
+            env=self._env(node), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        return out.returncode != 0
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
