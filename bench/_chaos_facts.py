@@ -258,22 +258,30 @@ async def dead_letters(rabbit: RabbitNode) -> Counter[str]:
     return Counter({n: q["messages"] for n, q in queues.items() if n.endswith(".dead")})
 
 
-async def job_runs(db: asyncpg.Connection, since: float, until: float) -> dict[str, Any]:
-    """Scheduled runs whose tick lies in ``[since, until]`` (epoch seconds)."""
+async def job_runs(
+    db: asyncpg.Connection, since: float, until: float, jobs: tuple[str, ...]
+) -> dict[str, Any]:
+    """Scheduled runs whose tick lies in ``[since, until]`` (epoch seconds) of ``jobs``,
+    which tick every minute: runs by status, ticks with two runs, runs not finished two
+    minutes after their tick, and minutes with no run row at all."""
     rows = await db.fetch(
         """
-        SELECT job, tick, status, attempts FROM job_runs WHERE trigger = 'schedule'
-        AND tick >= to_timestamp($1) AND tick <= to_timestamp($2)
+        SELECT job, extract(epoch FROM tick)::float8 AS tick, status, attempts FROM job_runs
+        WHERE trigger = 'schedule' AND tick >= to_timestamp($1) AND tick <= to_timestamp($2)
         """,
         since,
         until,
     )
-    per_tick = Counter((r["job"], r["tick"]) for r in rows)
+    per_tick = Counter((r["job"], round(r["tick"])) for r in rows)
+    minutes = range(int(since // 60 + 1) * 60, int((until - 30) // 60) * 60 + 1, 60)
     return {
         "runs": len(rows),
         "by_status": dict(Counter(r["status"] for r in rows)),
         "doubled_ticks": sum(1 for n in per_tick.values() if n > 1),
-        "stuck": sum(1 for r in rows if r["status"] in ("scheduled", "running")),
+        "stuck": sum(
+            1 for r in rows if r["status"] in ("scheduled", "running") and r["tick"] < until - 120
+        ),
         "redelivered": sum(1 for r in rows if r["attempts"] > 1),
-        "jobs": sorted({r["job"] for r in rows}),
+        "minutes_without_run": sum(1 for j in jobs for m in minutes if (j, m) not in per_tick),
+        "minutes": len(minutes) * len(jobs),
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,23 +67,43 @@ async def kill_syncers(ctx: FaultContext) -> list[dict[str, Any]]:
     return windows
 
 
-async def _outage(ctx: FaultContext, what: str, down: Any, up: Any, seconds: float) -> dict:
+async def _outage(
+    ctx: FaultContext, what: str, down: Any, up: Any, seconds: float, back_at: Any = None
+) -> dict[str, Any]:
+    """Take a component down, wait, bring it up. ``start``: down for sure (the stop
+    returned); ``end``: serving again (``back_at()``, a monotonic time, when the start
+    goes on after the component already serves, as RabbitMQ's boot does)."""
     await asyncio.to_thread(down)
     start = ctx.clock()
     await asyncio.sleep(seconds)
     await asyncio.to_thread(up)
-    return {"what": what, "start": round(start, 2), "end": round(ctx.clock(), 2)}
+    end = ctx.clock() if back_at is None else back_at() - (time.monotonic() - ctx.clock())
+    return {
+        "what": what,
+        "start": round(start, 2),
+        "end": round(end, 2),
+        "up_again_s": round(ctx.clock() - end, 2),
+    }
 
 
 async def broker_faults(ctx: FaultContext) -> list[dict[str, Any]]:
+    def listening() -> float:
+        return ctx.rabbit.listening_at
+
+    rabbit = ctx.rabbit
     await asyncio.sleep(FAULTS_START_S)
     ctx.mark("start")
     stop = await _outage(
-        ctx, "broker stop (rabbitmqctl stop)", ctx.rabbit.stop, ctx.rabbit.start, ctx.broker_down_s
+        ctx,
+        "broker stop (rabbitmqctl stop)",
+        rabbit.stop,
+        rabbit.start,
+        ctx.broker_down_s,
+        listening,
     )
     await asyncio.sleep(10)
     kill = await _outage(
-        ctx, "broker SIGKILL (beam.smp)", ctx.rabbit.kill, ctx.rabbit.start, ctx.broker_down_s
+        ctx, "broker SIGKILL (beam.smp)", rabbit.kill, rabbit.start, ctx.broker_down_s, listening
     )
     ctx.mark("end")
     return [stop, kill]

@@ -75,6 +75,8 @@ class RabbitNode:
         self.dist_port = dist_port
         self.node = f"chaos-{os.getpid()}@localhost"
         self.proc: subprocess.Popen[bytes] | None = None
+        # time.monotonic() when the AMQP port last started accepting connections.
+        self.listening_at = 0.0
         for sub in ("mnesia", "log", "home"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "rabbitmq.conf").write_text(
@@ -124,7 +126,8 @@ class RabbitNode:
                 raise RuntimeError(f"RabbitMQ exited at start; see {self.root}/server.log")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"RabbitMQ not listening after {timeout_s:.0f} s")
-            time.sleep(0.2)
+            time.sleep(0.05)
+        self.listening_at = time.monotonic()
         self.ctl("await_startup", "--timeout", str(int(timeout_s)), timeout_s=timeout_s + 10)
         return time.monotonic() - started
 

@@ -4,7 +4,7 @@ One phase's stream (:func:`plan_phase`), every id prefixed by the phase so phase
 never share a customer, student, booking or profile:
 
 - **Shopify**: per customer, a signed ``orders/paid`` webhook that earns Silver
-  (``current_subtotal_price`` 200.00 USD) and, 0-2 s later, one that earns Gold
+  (``current_subtotal_price`` 200.00 USD) and, 0-0.5 s later (back to back), one that earns Gold
   (600.00): the reference order ``tests/fixtures/shopify_order_450789469.json`` with
   ids, customer, amounts and status changed.
 - **Commerce7**: the same Silver-then-Gold pair per customer (``subTotal`` 20000 and
@@ -19,7 +19,7 @@ never share a customer, student, booking or profile:
   (same webhook id or idempotency key), as providers and backends do.
 
 Every request is an :class:`Item` in the ledger; the sender tries it again after 1, 2,
-4, 8 and 16 s while the answer is a 5xx or no answer, and records every attempt.
+4, 8, 16 and 30 s while the answer is a 5xx or no answer, and records every attempt.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ COMMERCE7_ORDER = json.loads((FIXTURES / "commerce7_webhook_order_create.json").
 COMMERCE7_TENANT = COMMERCE7_ORDER["tenantId"]
 API_KEY_NAME = "chaos"
 TIERS = {"Silver": ("200.00", 20000), "Gold": ("600.00", 60000)}
-RETRY_DELAYS_S = (1, 2, 4, 8, 16)
+RETRY_DELAYS_S = (1, 2, 4, 8, 16, 30)
 _IDS = uuid.UUID("5c6b1f0e-2f7e-4c59-9a43-3d0c5e1a7b21")
 
 
@@ -216,13 +216,13 @@ def plan_phase(
         for k, tier in enumerate(("Silver", "Gold")):
             body, extra = _shopify(p, base, i, k, tier, secrets.shopify)
             add("shopify", "/webhooks/shopify", body, extra["headers"], extra["info"], t)
-            t += rng.uniform(0, 2)
+            t += rng.uniform(0, 0.5)
     for i in range(sizes.commerce7):
         t = when()
         for k, tier in enumerate(("Silver", "Gold")):
             body, extra = _commerce7(p, i, k, tier, basic)
             add("commerce7", "/webhooks/commerce7", body, extra["headers"], extra["info"], t)
-            t += rng.uniform(0, 2)
+            t += rng.uniform(0, 0.5)
     reasons = ("booking_created", "booking_cancelled", "batch_cancel", "admin_refund")
     for v in range(1, sizes.versions + 1):
         for s0 in range(0, sizes.students, 5):

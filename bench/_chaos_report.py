@@ -125,7 +125,8 @@ def details(p: dict[str, Any]) -> list[str]:
     s = p["scheduler"]
     out.append(
         f"  scheduler: {s['runs']} scheduled runs {s['by_status']}, doubled ticks "
-        f"{s['doubled_ticks']}, stuck {s['stuck']}, redelivered {s['redelivered']}"
+        f"{s['doubled_ticks']}, stuck {s['stuck']}, redelivered {s['redelivered']}, minutes "
+        f"without a run {s['minutes_without_run']} of {s['minutes']}"
     )
     logs = p["logs"]
     if logs:

@@ -227,7 +227,7 @@ class Run:
         db = await asyncpg.connect(self.dsn)
         try:
             facts = await gather(db, self.crm_dsn, sandbox, items)
-            ticks = await job_runs(db, wall_start, time.time() - 60)
+            ticks = await job_runs(db, wall_start, time.time(), SCHEDULED_JOBS)
         finally:
             await db.close()
         verdict = judge_phase(items, facts)

@@ -472,9 +472,13 @@ async def _plant_postgres(
     db: asyncpg.Connection, items: list[Item], facts: Facts, students: list[str]
 ) -> dict[str, str]:
     planted = {}
-    shop = sorted(c for (p, c), e in facts.enrolments.items() if p == "shopify" and len(e) == 1)
+    shop = sorted(
+        c
+        for (p, c), e in facts.enrolments.items()
+        if p == "shopify" and e and len({x["order"] for x in e}) == len(e) == 2
+    )
     if shop:
-        enrolment = facts.enrolments[("shopify", shop[0])][0]["id"]
+        enrolment = facts.enrolments[("shopify", shop[0])][-1]["id"]
         await db.execute(
             "INSERT INTO enrolments (customer_id, tier_id, status, expires_at, source_order_id)"
             " SELECT customer_id, tier_id, 'upgraded', expires_at, source_order_id"
