@@ -9,7 +9,9 @@ the log files at the start and end of the phase's fault window (for log volume).
   later (without waiting for it), until the load is over.
 - ``broker``: ``rabbitmqctl stop`` (graceful), down ``broker_down_s``, start; 10 s later
   SIGKILL of the node's ``beam.smp``, down ``broker_down_s``, start.
-- ``pg``: ``pg_ctl stop -m fast``, down ``pg_outage_s``, ``pg_ctl start``.
+- ``pg``: ``pg_ctl stop -m fast``, down ``pg_outage_s``, ``pg_ctl start``; half-way
+  through, ``syncer-b`` and ``scheduler-b`` are killed and started again (while
+  Postgres is still down: they must wait for it, not exit).
 - ``calm``: nothing (a control phase).
 """
 
@@ -26,6 +28,7 @@ from _chaos_infra import PgCluster, RabbitNode
 from _chaos_procs import Slot
 
 FAULTS_START_S = 5.0  # into the load, so the stream is flowing when the fault lands
+RESTARTED_DURING_PG_OUTAGE = ("syncer-b", "scheduler-b")
 
 
 @dataclass
@@ -112,11 +115,31 @@ async def broker_faults(ctx: FaultContext) -> list[dict[str, Any]]:
 async def pg_outage(ctx: FaultContext) -> list[dict[str, Any]]:
     await asyncio.sleep(FAULTS_START_S)
     ctx.mark("start")
-    window = await _outage(
-        ctx, "Postgres stopped (pg_ctl stop -m fast)", ctx.pg.stop, ctx.pg.start, ctx.pg_outage_s
-    )
+    await asyncio.to_thread(ctx.pg.stop)
+    start = ctx.clock()
+    await asyncio.sleep(ctx.pg_outage_s / 2)
+    # A crash and restart while Postgres is down: the new process must wait, not exit.
+    restarted = [s for s in ctx.slots if s.name in RESTARTED_DURING_PG_OUTAGE]
+    at = ctx.clock()
+    for slot in restarted:
+        slot.kill()
+        slot.start(wait_ready_s=None)
+    await asyncio.sleep(ctx.pg_outage_s / 2)
+    await asyncio.to_thread(ctx.pg.start)
     ctx.mark("end")
-    return [window]
+    return [
+        {
+            "what": "Postgres stopped (pg_ctl stop -m fast)",
+            "start": round(start, 2),
+            "end": round(ctx.clock(), 2),
+        },
+        {
+            "what": f"SIGKILL and restart of {', '.join(s.name for s in restarted)} while "
+            "Postgres is down",
+            "start": round(at, 2),
+            "end": round(at, 2),
+        },
+    ]
 
 
 async def calm(ctx: FaultContext) -> list[dict[str, Any]]:

@@ -150,6 +150,9 @@ def judge_orders(provider: str, items: list[Item], f: Facts) -> dict[str, Any]:
         if (active[0] if active else None) != expected:
             _count(v, "wrong_pg", f"tier {active or None} for orders {tiers}", customer)
     v["customers"] = len(customers)
+    v["actions"] = dict(
+        Counter(a["status"] for c in customers for a in f.actions.get((provider, c), []))
+    )
     return v
 
 
@@ -367,9 +370,12 @@ def judge_calls(provider: str, customers: set[str], f: Facts) -> dict[str, Any]:
     for customer in customers:
         enrolments = f.enrolments.get((provider, customer), [])
         minimum += len(enrolments) + sum(e["status"] == "upgraded" for e in enrolments)
+    reads = sum(r["method"] == "GET" for r in calls)
     return {
         "calls": len(calls),
-        "reads": sum(r["method"] == "GET" for r in calls),
+        "reads": reads,
+        # Negative: fewer writes than the enrolments need (something was never sent).
+        "extra_writes": len(calls) - reads - minimum,
         "failed": sum(r["status"] is not None and not 200 <= r["status"] < 300 for r in calls),
         "unanswered": sum(r["status"] is None for r in calls),
         "minimum": minimum,

@@ -78,6 +78,8 @@ def _fault_line(p: dict[str, Any]) -> str:
     return (
         "; ".join(
             f"{w['what']}: down {w['end'] - w['start']:.1f} s (from t={w['start']:.0f} s)"
+            if w["end"] > w["start"]
+            else f"{w['what']} (t={w['start']:.0f} s)"
             for w in p["windows"]
         )
         or "none"
@@ -85,7 +87,7 @@ def _fault_line(p: dict[str, Any]) -> str:
 
 
 def details(p: dict[str, Any]) -> list[str]:
-    out = [f"{p['phase']} — {PHASE_TITLES[p['phase']]}: {_fault_line(p)}"]
+    out = [f"{p['phase']}: {PHASE_TITLES[p['phase']]}: {_fault_line(p)}"]
     out.append(
         f"  stream: {p['requests']} requests ({p['replays']} replays), {p['attempts']} attempts, "
         f"never accepted {p['never_accepted']}, refused 4xx {p['refused_4xx']}"
@@ -99,6 +101,7 @@ def details(p: dict[str, Any]) -> list[str]:
         out.append(
             f"  {name:<10} sent {s['sent']}, accepted {s['accepted']}, applied {s['applied']}, "
             f"lost {s['lost']}, duplicated {s['duplicated']}, wrong in Postgres {s['wrong_pg']}"
+            + (f"; provider actions {s['actions']}" if "actions" in s else "")
         )
         for why, n in sorted(s.get("why", {}).items()):
             out.append(f"      {n} x {why} (e.g. {s['examples'][why]})")
@@ -109,8 +112,9 @@ def details(p: dict[str, Any]) -> list[str]:
     for name in ("shopify", "commerce7"):
         c = p["calls"][name]
         out.append(
-            f"  calls {name:<9} {c['calls']} (minimum {c['minimum']}, extra {c['extra']}; reads "
-            f"{c['reads']}, non-2xx {c['failed']}, unanswered {c['unanswered']})"
+            f"  calls {name:<9} {c['calls']} (minimum {c['minimum']}, extra {c['extra']}: reads "
+            f"{c['reads']}, writes beyond the minimum {c['extra_writes']}; non-2xx {c['failed']}, "
+            f"unanswered {c['unanswered']})"
         )
     out.append(f"  calls hubspot   {p['calls']['hubspot']['calls']}")
     if p["dead_lettered"]:
