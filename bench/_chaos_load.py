@@ -19,7 +19,8 @@ never share a customer, student, booking or profile:
   (same webhook id or idempotency key), as providers and backends do.
 
 Every request is an :class:`Item` in the ledger; the sender tries it again after 1, 2,
-4, 8, 16 and 30 s while the answer is a 5xx or no answer, and records every attempt.
+4, 8, 16, 30, 30 and 30 s (about 2 minutes) while the answer is a 5xx or no answer,
+and records every attempt.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ COMMERCE7_ORDER = json.loads((FIXTURES / "commerce7_webhook_order_create.json").
 COMMERCE7_TENANT = COMMERCE7_ORDER["tenantId"]
 API_KEY_NAME = "chaos"
 TIERS = {"Silver": ("200.00", 20000), "Gold": ("600.00", 60000)}
-RETRY_DELAYS_S = (1, 2, 4, 8, 16, 30)
+# About 2 minutes in all: two broker outages of ~30 s each (boot included) on a loaded
+# machine must not leave requests unaccepted just because the sender gave up.
+RETRY_DELAYS_S = (1, 2, 4, 8, 16, 30, 30, 30)
 _IDS = uuid.UUID("5c6b1f0e-2f7e-4c59-9a43-3d0c5e1a7b21")
 
 
