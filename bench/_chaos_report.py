@@ -13,9 +13,13 @@ def aim_met(results: dict[str, Any]) -> bool:
     """0 lost, 0 duplicated, 0 wrong (Postgres and providers) in every phase of every run,
     every phase quiescent, and every requested run completed."""
     runs = results["runs"]
+    complete = all(not r.get("interrupted") and not r.get("failed") for r in runs)
+    phases = len(results["config"]["phases"])
     return (
         bool(runs)
+        and complete
         and len(runs) == results["config"].get("runs_asked", len(runs))
+        and all(len(r["phases"]) == phases for r in runs)
         and all(
             not any(p["totals"][k] for k in AIM_KEYS) and p["quiescence"]["quiet"]
             for r in runs
@@ -161,6 +165,11 @@ def report(results: dict[str, Any]) -> str:
             f":{setup['ports']['amqp']}, PostgreSQL on :{setup['ports']['postgres']}, "
             "2 syncers, 2 schedulers)",
         ]
+        if run.get("interrupted") or run.get("failed"):
+            lines.append(
+                f"  (run {'interrupted' if run.get('interrupted') else 'failed'}: "
+                f"{run.get('failed', 'the phases below finished')})"
+            )
         lines += table(run)
         for p in run["phases"]:
             lines += ["", *details(p)]

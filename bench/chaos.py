@@ -49,9 +49,10 @@ from _chaos_selftest import prove_live, self_test
 from _common import RESULTS
 
 
-async def one_run(run: Run, prove: bool) -> dict[str, Any]:
+async def one_run(run: Run, prove: bool, result: dict[str, Any]) -> None:
+    """Fill ``result`` as the run goes, so an interrupted run keeps its finished phases."""
     print(f"run {run.number}: starting RabbitMQ, Postgres and crmsync in {run.tmp} ...", flush=True)
-    result: dict[str, Any] = {"run": run.number, "setup": await asyncio.to_thread(run.start)}
+    result["setup"] = await asyncio.to_thread(run.start)
     emails = await run.login_emails()
     per_phase = run.opts.sizes.logins
     result["phases"] = []
@@ -72,7 +73,6 @@ async def one_run(run: Run, prove: bool) -> dict[str, Any]:
         result["phases"].append(figures)
     if prove and result["phases"]:
         result["judge_proof"] = await prove_live(run)
-    return result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print("judge self-test: " + ("passed" if not failures else f"{len(failures)} failure(s)"))
         return 1 if failures else 0
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # Even when started in the background (where a shell ignores SIGINT), Ctrl-C stops us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     opts = options(args)
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -186,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     for number in range(1, args.runs + 1):
         run = Run(number, opts)
+        result: dict[str, Any] = {"run": number, "phases": []}
         try:
-            results["runs"].append(asyncio.run(one_run(run, not args.no_prove)))
-        except KeyboardInterrupt:
+            asyncio.run(one_run(run, not args.no_prove, result))
+        except (KeyboardInterrupt, SystemExit) as exc:
             print("\ninterrupted; stopping what the bench started", file=sys.stderr)
-            code = 130
+            result["interrupted"] = True
+            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
         except RuntimeError as exc:
             print(f"run {number} failed: {exc}", file=sys.stderr)
+            result["failed"] = str(exc)
             code = 1
         finally:
             previous = {
@@ -203,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
+        if "setup" in result:
+            results["runs"].append(result)
         if code:
             break
     results["elapsed_s"] = round(time.monotonic() - started, 1)
