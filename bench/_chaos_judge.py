@@ -86,7 +86,7 @@ def _verdict(**counts: Any) -> dict[str, Any]:
     return {**base, **counts}
 
 
-def _count(base: dict[str, Any], key: str, reason: str, example: str) -> None:
+def tally(base: dict[str, Any], key: str, reason: str, example: str) -> None:
     base[key] += 1
     base.setdefault("why", Counter())[f"{key}: {reason}"] += 1
     base.setdefault("examples", {}).setdefault(f"{key}: {reason}", example)
@@ -110,7 +110,7 @@ def judge_orders(provider: str, items: list[Item], f: Facts) -> dict[str, Any]:
             if applied:
                 v["applied"] += 1
             else:
-                _count(v, "lost", "accepted order has no orders row", info["order"])
+                tally(v, "lost", "accepted order has no orders row", info["order"])
     for customer in sorted(customers):
         key = (provider, customer)
         enrolments = f.enrolments.get(key, [])
@@ -142,13 +142,13 @@ def judge_orders(provider: str, items: list[Item], f: Facts) -> dict[str, Any]:
             if bad
         ]
         if doubled:
-            _count(v, "duplicated", doubled[0], customer)
+            tally(v, "duplicated", doubled[0], customer)
             continue
         tiers = applied_by_customer.get(customer, [])
         expected = max(tiers, key=TIER_RANK.__getitem__) if tiers else None
         active = [e["tier"] for e in enrolments if e["status"] == "active"]
         if (active[0] if active else None) != expected:
-            _count(v, "wrong_pg", f"tier {active or None} for orders {tiers}", customer)
+            tally(v, "wrong_pg", f"tier {active or None} for orders {tiers}", customer)
     v["customers"] = len(customers)
     v["actions"] = dict(
         Counter(a["status"] for c in customers for a in f.actions.get((provider, c), []))
@@ -161,53 +161,6 @@ def active_tier(f: Facts, provider: str, customer: str) -> str | None:
         e["tier"] for e in f.enrolments.get((provider, customer), []) if e["status"] == "active"
     ]
     return active[0] if len(active) == 1 else None
-
-
-def judge_shopify_state(customers: set[str], f: Facts) -> dict[str, Any]:
-    """Customers whose crmsync tier tags at Shopify differ from their tier in Postgres."""
-    v: dict[str, Any] = {"customers": len(customers), "wrong": 0}
-    tier_of_tag = {t["shopify_tag"].lower(): name for name, t in f.tiers.items()}
-    for customer in sorted(customers):
-        expected = active_tier(f, "shopify", customer)
-        tags = [t for t in f.shopify_tags.get(customer, []) if t.lower() in tier_of_tag]
-        held = [tier_of_tag[t.lower()] for t in tags]
-        if held == ([expected] if expected else []):
-            continue
-        if len(held) > 1:
-            reason = "more than one tier tag"
-        elif not held:
-            reason = "tier tag missing"
-        elif expected is None:
-            reason = "tier tag without an enrolment"
-        else:
-            reason = "wrong tier tag"
-        _count(v, "wrong", reason, f"{customer} has {held}, Postgres {expected}")
-    return v
-
-
-def judge_commerce7_state(customers: set[str], f: Facts) -> dict[str, Any]:
-    """Customers without exactly one active membership, in the club of their tier."""
-    v: dict[str, Any] = {"customers": len(customers), "wrong": 0}
-    for customer in sorted(customers):
-        expected = active_tier(f, "commerce7", customer)
-        club = f.tiers[expected]["commerce7_club_id"] if expected else None
-        active = [
-            m["clubId"]
-            for m in f.c7_memberships.get(customer, [])
-            if m.get("status") == "Active" and not m.get("cancelDate")
-        ]
-        if active == ([club] if club else []):
-            continue
-        if len(active) > 1:
-            reason = "more than one active membership"
-        elif not active:
-            reason = "active membership missing"
-        elif club is None:
-            reason = "active membership without an enrolment"
-        else:
-            reason = "membership in the wrong club"
-        _count(v, "wrong", reason, f"{customer}: {len(active)} active, Postgres {expected}")
-    return v
 
 
 def _field(name: str) -> str:
@@ -242,52 +195,32 @@ def judge_credits(items: list[Item], f: Facts) -> dict[str, Any]:
             v["applied"] += 1
         else:
             lost.add(info["key"])
-            _count(v, "lost", "accepted notification not processed", info["key"])
+            tally(v, "lost", "accepted notification not processed", info["key"])
     for (s, name), (version, key) in sorted(newest.items()):
         if key in lost:
             continue  # counted once, above
         stored = f.credits.get(s, {}).get(name)
         if stored is None or stored[1] < version:
-            _count(
+            tally(
                 v,
                 "lost",
                 "balance older than the newest accepted version",
                 f"{s} {name}: v{stored[1] if stored else None} < v{version}",
             )
         elif value_at.get((s, name, stored[1])) != stored[0]:
-            _count(v, "wrong_pg", "balance is not its version's value", f"{s} {name}")
+            tally(v, "wrong_pg", "balance is not its version's value", f"{s} {name}")
     for (event_id, s), n in audited.items():
         if n > 1:
-            _count(v, "duplicated", "one event applied twice to a contact", f"{event_id} {s}")
+            tally(v, "duplicated", "one event applied twice to a contact", f"{event_id} {s}")
     seen: dict[tuple[str, str], int] = {}
     for entry in sorted((a for a in f.audit if a["entity"] == "contact"), key=lambda a: a["id"]):
         version = int(entry["details"].get("appVersion", 0))
         for name in entry["details"].get("credits", {}):
             k = (entry["key"], name)
             if k in seen and version <= seen[k]:
-                _count(v, "duplicated", "a stale version moved a balance", f"{k} v{version}")
+                tally(v, "duplicated", "a stale version moved a balance", f"{k} v{version}")
             seen[k] = max(seen.get(k, 0), version)
     v["students"] = len(students)
-    return v
-
-
-def judge_hubspot_state(students: set[str], f: Facts) -> dict[str, Any]:
-    """HubSpot contacts missing, doubled, or whose balances differ from Postgres."""
-    v: dict[str, Any] = {"contacts": 0, "wrong": 0}
-    for s in sorted(students):
-        balances = f.credits.get(s)
-        if not balances:
-            continue
-        v["contacts"] += 1
-        email = f.contact_emails.get(s, "").lower()
-        found = f.hubspot.get(email, [])
-        if len(found) != 1:
-            reason = "contact missing" if not found else "contact doubled"
-            _count(v, "wrong", reason, email)
-            continue
-        differ = [n for n, (b, _) in balances.items() if found[0].get(n) != str(b)]
-        if differ:
-            _count(v, "wrong", "balance differs from Postgres", f"{email} {differ}")
     return v
 
 
@@ -313,28 +246,28 @@ def judge_bookings(items: list[Item], f: Facts) -> dict[str, Any]:
             v["applied"] += 1
         else:
             lost.add(info["key"])
-            _count(v, "lost", "accepted booking event not processed", info["key"])
+            tally(v, "lost", "accepted booking event not processed", info["key"])
     for event_id, n in audited.items():
         if n > 1:
-            _count(v, "duplicated", "one event applied twice", event_id)
+            tally(v, "duplicated", "one event applied twice", event_id)
     for ref, (version, key) in sorted(newest.items()):
         if key in lost:
             continue  # counted once, above
         row = f.bookings.get(ref)
         if row is None or row["version"] < version:
-            _count(v, "lost", "booking older than its newest accepted version", ref)
+            tally(v, "lost", "booking older than its newest accepted version", ref)
             continue
         action = action_at.get((ref, row["version"]))
         status = "cancelled" if action == "cancelled" else "confirmed"
         attended = True if action == "attendance_marked" else None
         if (row["status"], row["attended"]) != (status, attended):
-            _count(v, "wrong_pg", "status is not its version's", f"{ref} {row}")
+            tally(v, "wrong_pg", "status is not its version's", f"{ref} {row}")
     for exam in sorted(exams):
         total, confirmed = f.exams.get(exam, (0, 0))
         if total > confirmed:
-            _count(v, "duplicated", "exam counts a booking twice", exam)
+            tally(v, "duplicated", "exam counts a booking twice", exam)
         elif total < confirmed:
-            _count(v, "wrong_pg", "exam counts too few bookings", exam)
+            tally(v, "wrong_pg", "exam counts too few bookings", exam)
     return v
 
 
@@ -351,66 +284,13 @@ def judge_logins(items: list[Item], f: Facts) -> dict[str, Any]:
         seen = profile is not None and profile["last_login_at"] is not None
         processed = ("syncer.logins", f"{API_KEY_NAME}:{info['key']}") in f.processed
         if not (processed or (seen and profile["last_login_at"] >= when)):
-            _count(v, "lost", "accepted login not applied", info["profile"])
+            tally(v, "lost", "accepted login not applied", info["profile"])
             continue
         v["applied"] += 1
         if profile is None or profile["status"] != "matched":
-            _count(v, "wrong_pg", "profile not matched to its CRM customer", info["profile"])
+            tally(v, "wrong_pg", "profile not matched to its CRM customer", info["profile"])
         elif profile["packages"] > profile["crm_packages"]:
-            _count(v, "duplicated", "more packages than the CRM has", info["profile"])
+            tally(v, "duplicated", "more packages than the CRM has", info["profile"])
         elif profile["packages"] < profile["crm_packages"]:
-            _count(v, "wrong_pg", "fewer packages than the CRM has", info["profile"])
+            tally(v, "wrong_pg", "fewer packages than the CRM has", info["profile"])
     return v
-
-
-def judge_calls(provider: str, customers: set[str], f: Facts) -> dict[str, Any]:
-    """Calls to ``provider`` in the phase's request log, against the minimum."""
-    calls = [r for r in f.requests if r["provider"] == provider]
-    minimum = 0
-    for customer in customers:
-        enrolments = f.enrolments.get((provider, customer), [])
-        minimum += len(enrolments) + sum(e["status"] == "upgraded" for e in enrolments)
-    reads = sum(r["method"] == "GET" for r in calls)
-    return {
-        "calls": len(calls),
-        "reads": reads,
-        # Negative: fewer writes than the enrolments need (something was never sent).
-        "extra_writes": len(calls) - reads - minimum,
-        "failed": sum(r["status"] is not None and not 200 <= r["status"] < 300 for r in calls),
-        "unanswered": sum(r["status"] is None for r in calls),
-        "minimum": minimum,
-        "extra": len(calls) - minimum,
-    }
-
-
-def judge_phase(items: list[Item], f: Facts) -> dict[str, Any]:
-    """Every verdict of one phase, and the totals the table shows."""
-    streams = {
-        "shopify": judge_orders("shopify", items, f),
-        "commerce7": judge_orders("commerce7", items, f),
-        "credits": judge_credits(items, f),
-        "bookings": judge_bookings(items, f),
-        "logins": judge_logins(items, f),
-    }
-    shop = {i.info["customer"] for i in items if i.stream == "shopify"}
-    wine = {i.info["customer"] for i in items if i.stream == "commerce7"}
-    students = {
-        c["contact"]["studentId"] for i in items if i.stream == "credits" for c in i.info["changes"]
-    }
-    providers = {
-        "shopify": judge_shopify_state(shop, f),
-        "commerce7": judge_commerce7_state(wine, f),
-        "hubspot": judge_hubspot_state(students, f),
-    }
-    calls = {
-        "shopify": judge_calls("shopify", shop, f),
-        "commerce7": judge_calls("commerce7", wine, f),
-        "hubspot": {"calls": sum(r["provider"] == "hubspot" for r in f.requests)},
-    }
-    totals = {
-        k: sum(s[k] for s in streams.values())
-        for k in ("sent", "accepted", "applied", "lost", "duplicated", "wrong_pg")
-    }
-    totals["wrong_provider"] = sum(p["wrong"] for p in providers.values())
-    totals["extra_calls"] = calls["shopify"]["extra"] + calls["commerce7"]["extra"]
-    return {"totals": totals, "streams": streams, "providers": providers, "calls": calls}

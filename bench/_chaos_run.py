@@ -29,9 +29,9 @@ import asyncpg
 from _chaos_facts import dead_letters, gather, job_runs, wait_quiet
 from _chaos_faults import FAULTS, FaultContext, watch
 from _chaos_infra import PgCluster, RabbitNode, pick_port
-from _chaos_judge import judge_phase
 from _chaos_load import API_KEY_NAME, COMMERCE7_TENANT, Item, Secrets, Sizes, plan_phase, send_all
 from _chaos_procs import Clock, Slot, log_window, run_cli
+from _chaos_verdict import judge_phase
 
 CRM_CUSTOMERS = 3000
 SCHEDULED_JOBS = ("hubspot.batch_sync", "enrollments.expire")

@@ -43,9 +43,10 @@ from typing import Any
 
 from _chaos_faults import FAULTS
 from _chaos_load import Sizes
+from _chaos_prove import prove_live
 from _chaos_report import aim_met, report
 from _chaos_run import Options, Run
-from _chaos_selftest import prove_live, self_test
+from _chaos_selftest import self_test
 from _common import RESULTS
 
 
