@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -119,8 +119,9 @@ def classify_commerce7(provider: str, response: ProviderResponse) -> ProviderFai
     return classify_status(provider, response, message)
 
 
-class Commerce7Client:
-    """Commerce7 REST API (``{base_url}/club-membership``...) for any tenant.
+class Commerce7Api:
+    """Commerce7's REST API for any tenant: Basic auth, the ``tenant`` header, retries
+    and error mapping (:func:`classify_commerce7`); the calls are in the subclasses.
 
     Args:
         session: the shared ``aiohttp.ClientSession``.
@@ -130,7 +131,10 @@ class Commerce7Client:
         app_secret: the Basic auth password; never logged.
         limiter: Commerce7's rate limit (the number is undocumented, NOTES.md §2).
         timeout_s: seconds per try.
-        max_tries: tries per call, the first included.
+        max_tries: tries per call, the first included (1 = no retry, for probes).
+
+    Methods raise :class:`ProviderRejectedError` (401 bad credentials, 400 no tenant,
+    4xx) or :class:`ProviderUnavailableError` (429, 5xx, network).
     """
 
     def __init__(
@@ -160,7 +164,7 @@ class Commerce7Client:
     @classmethod
     def from_settings(
         cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
-    ) -> Commerce7Client:
+    ) -> Self:
         """A client for ``CRMSYNC_COMMERCE7_*`` with its own limiter; build one per process."""
         return cls(
             session,
@@ -171,6 +175,32 @@ class Commerce7Client:
             timeout_s=settings.http_timeout_s,
             max_tries=max_tries,
         )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        tenant: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> ProviderResponse:
+        headers = {
+            "Authorization": self._authorization,
+            "tenant": tenant,
+            "Content-Type": "application/json",
+        }
+        return await self._http.request(
+            method,
+            f"{self._base_url}{path}",
+            params=params,
+            json_body=json_body,
+            headers=headers,
+        )
+
+
+class Commerce7Client(Commerce7Api):
+    """Club memberships (``{base_url}/club-membership``...) of any tenant."""
 
     async def list_club_memberships(
         self, tenant: str, *, customer_id: str, club_id: str | None = None
@@ -231,25 +261,3 @@ class Commerce7Client:
         path = f"/club-membership/{quote(membership_id, safe='')}"
         response = await self._request("PUT", path, tenant, json_body=json_body)
         return validate_reply(PROVIDER, ClubMembership, response.data, response)
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        tenant: str,
-        *,
-        params: dict[str, str] | None = None,
-        json_body: dict[str, Any] | None = None,
-    ) -> ProviderResponse:
-        headers = {
-            "Authorization": self._authorization,
-            "tenant": tenant,
-            "Content-Type": "application/json",
-        }
-        return await self._http.request(
-            method,
-            f"{self._base_url}{path}",
-            params=params,
-            json_body=json_body,
-            headers=headers,
-        )

@@ -17,16 +17,10 @@ for it is documented, so hooks registered here carry none.
 
 from __future__ import annotations
 
-import base64
-from typing import Any
-
-import aiohttp
-from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.clients.commerce7 import classify_commerce7
-from shared.clients.http import ProviderHttp, ProviderResponse, limiter_per_s, validate_reply
-from shared.settings import ProviderSettings
+from shared.clients.commerce7 import Commerce7Api
+from shared.clients.http import validate_reply
 
 PROVIDER = "commerce7"
 # "All get requests for lists have a limit of 50 records per page" (NOTES.md §2).
@@ -49,57 +43,8 @@ class _WebhookList(BaseModel):
     web_hooks: list[Commerce7Webhook] = Field(alias="webHooks")
 
 
-class Commerce7WebhooksClient:
-    """Web hooks of any tenant, and a credentials check.
-
-    Args:
-        session: the shared ``aiohttp.ClientSession``.
-        base_url: ``https://api.commerce7.com/v1`` or the sandbox.
-        app_id, app_secret: Basic auth (NOTES.md §1); the secret is never logged.
-        limiter: Commerce7's rate limit.
-        timeout_s: seconds per try.
-        max_tries: tries per call, the first included (1 = no retry, for probes).
-
-    Methods raise :class:`ProviderRejectedError` (401 bad credentials, 400 no tenant,
-    4xx) or :class:`ProviderUnavailableError` (429, 5xx, network).
-    """
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        base_url: str,
-        app_id: str,
-        app_secret: str,
-        limiter: AsyncLimiter,
-        timeout_s: float = 10.0,
-        max_tries: int = 3,
-    ) -> None:
-        self._base_url = base_url.rstrip("/")
-        credentials = base64.b64encode(f"{app_id}:{app_secret}".encode()).decode("ascii")
-        self._authorization = f"Basic {credentials}"
-        self._http = ProviderHttp(
-            session,
-            provider=PROVIDER,
-            limiter=limiter,
-            classify=classify_commerce7,
-            timeout_s=timeout_s,
-            max_tries=max_tries,
-        )
-
-    @classmethod
-    def from_settings(
-        cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
-    ) -> Commerce7WebhooksClient:
-        return cls(
-            session,
-            base_url=settings.commerce7_base_url,
-            app_id=settings.commerce7_app_id,
-            app_secret=settings.commerce7_app_secret.get_secret_value(),
-            limiter=limiter_per_s(settings.commerce7_rate_per_s),
-            timeout_s=settings.http_timeout_s,
-            max_tries=max_tries,
-        )
+class Commerce7WebhooksClient(Commerce7Api):
+    """Web hooks of any tenant, and a credentials check (:meth:`probe`)."""
 
     async def probe(self, tenant: str) -> None:
         """``GET /club-membership?limit=1`` with the tenant header: one list item, the
@@ -125,21 +70,3 @@ class Commerce7WebhooksClient:
         body = {"object": object_, "action": action, "url": url}
         response = await self._request("POST", "/web-hook", tenant, json_body=body)
         return validate_reply(PROVIDER, Commerce7Webhook, response.data, response)
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        tenant: str,
-        *,
-        params: dict[str, str] | None = None,
-        json_body: dict[str, Any] | None = None,
-    ) -> ProviderResponse:
-        headers = {
-            "Authorization": self._authorization,
-            "tenant": tenant,
-            "Content-Type": "application/json",
-        }
-        return await self._http.request(
-            method, self._base_url + path, params=params, json_body=json_body, headers=headers
-        )

@@ -9,7 +9,7 @@ other apps set. Both mutations are idempotent, so a retried action is harmless.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -84,13 +84,20 @@ class _GraphQLErrors(BaseModel):
     extensions: dict[str, Any] = Field(default_factory=dict)
 
 
-class _UserError(BaseModel):
+class UserError(BaseModel):
+    """One of a GraphQL mutation's ``userErrors`` (ADMIN_API.md B1)."""
+
     field: list[str] | None = None
     message: str
 
 
 class _TagsPayload(BaseModel):
-    user_errors: list[_UserError] = Field(default_factory=list, alias="userErrors")
+    user_errors: list[UserError] = Field(default_factory=list, alias="userErrors")
+
+
+def user_errors_message(errors: Sequence[UserError]) -> str:
+    """``userErrors`` as one line: ``"field.path: message; ..."``."""
+    return "; ".join(f"{'.'.join(e.field)}: {e.message}" if e.field else e.message for e in errors)
 
 
 def customer_gid(customer_id: int | str) -> str:
@@ -148,8 +155,9 @@ def _is_throttled(error: _GraphQLError) -> bool:
     return error.extensions.get("code") == "THROTTLED" or error.message == "Throttled"
 
 
-class ShopifyClient:
-    """Shopify Admin API (``{base_url}/admin/api/{api_version}/...``) for one shop.
+class ShopifyApi:
+    """Shopify Admin API (``{base_url}/admin/api/{api_version}/...``) for one shop: the
+    token, retries, error mapping and GraphQL calls; the calls are in the subclasses.
 
     Args:
         session: the shared ``aiohttp.ClientSession``.
@@ -158,7 +166,10 @@ class ShopifyClient:
         api_version: e.g. ``"2026-07"``.
         limiter: Shopify's rate limit (REST: 2 requests/s on a standard plan, §C).
         timeout_s: seconds per try.
-        max_tries: tries per call, the first included.
+        max_tries: tries per call, the first included (1 = no retry, for probes).
+
+    Methods raise :class:`ProviderRejectedError` (401 bad token, GraphQL errors,
+    ``userErrors``) or :class:`ProviderUnavailableError` (THROTTLED, 429, 5xx, network).
     """
 
     def __init__(
@@ -181,7 +192,7 @@ class ShopifyClient:
     @classmethod
     def from_settings(
         cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
-    ) -> ShopifyClient:
+    ) -> Self:
         """A client for ``CRMSYNC_SHOPIFY_*`` with its own limiter; build one per process."""
         return cls(
             session,
@@ -192,6 +203,28 @@ class ShopifyClient:
             timeout_s=settings.http_timeout_s,
             max_tries=max_tries,
         )
+
+    async def _graphql(
+        self, query: str, variables: dict[str, Any], operation: str
+    ) -> tuple[Any, ProviderResponse]:
+        """POST ``graphql.json``; ``data.<operation>`` and the response, or
+        ProviderRejectedError when the answer has no such field."""
+        response = await self._http.request(
+            "POST",
+            f"{self._admin_url}/graphql.json",
+            json_body={"query": query, "variables": variables},
+            headers=self._headers,
+            classify=classify_graphql,
+        )
+        data = (response.data.get("data") or {}).get(operation)
+        if data is None:
+            msg = f"shopify answered without data.{operation}"
+            raise ProviderRejectedError(PROVIDER, response.status, response.text, msg)
+        return data, response
+
+
+class ShopifyClient(ShopifyApi):
+    """Customer tags and order reads of one shop."""
 
     async def add_customer_tags(self, customer_id: int | str, tags: Sequence[str]) -> None:
         """Add ``tags`` to a customer, leaving its other tags alone (GraphQL ``tagsAdd``;
@@ -256,27 +289,9 @@ class ShopifyClient:
     ) -> None:
         if not tags:
             return
-        body = {"query": query, "variables": {"id": customer_gid(customer_id), "tags": list(tags)}}
-        response = await self._http.request(
-            "POST",
-            f"{self._admin_url}/graphql.json",
-            json_body=body,
-            headers=self._headers,
-            classify=classify_graphql,
-        )
-        result = (response.data.get("data") or {}).get(operation)
-        if result is None:
-            msg = f"shopify answered without data.{operation}"
-            raise ProviderRejectedError(PROVIDER, response.status, response.text, msg)
+        variables = {"id": customer_gid(customer_id), "tags": list(tags)}
+        result, response = await self._graphql(query, variables, operation)
         payload = validate_reply(PROVIDER, _TagsPayload, result, response)
         if payload.user_errors:
-            messages = "; ".join(
-                f"{'.'.join(e.field)}: {e.message}" if e.field else e.message
-                for e in payload.user_errors
-            )
-            raise ProviderRejectedError(
-                PROVIDER,
-                response.status,
-                response.text,
-                f"shopify {operation} rejected: {messages}",
-            )
+            msg = f"shopify {operation} rejected: {user_errors_message(payload.user_errors)}"
+            raise ProviderRejectedError(PROVIDER, response.status, response.text, msg)

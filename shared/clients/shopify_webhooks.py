@@ -30,14 +30,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.clients.http import ProviderHttp, ProviderResponse, limiter_per_s, validate_reply
-from shared.clients.shopify import classify_graphql
+from shared.clients.http import validate_reply
+from shared.clients.shopify import ShopifyApi, UserError, user_errors_message
 from shared.errors import ProviderRejectedError
-from shared.settings import ProviderSettings
 
 PROVIDER = "shopify"
 # Subscriptions per page when listing (a connection's ``first`` is at most 250).
@@ -100,70 +97,15 @@ class _Connection(BaseModel):
     page_info: _PageInfo = Field(default_factory=_PageInfo, alias="pageInfo")
 
 
-class _UserError(BaseModel):
-    field: list[str] | None = None
-    message: str
-
-
 class _CreatePayload(BaseModel):
     model_config = _CAMEL
 
     webhook_subscription: WebhookSubscription | None = Field(None, alias="webhookSubscription")
-    user_errors: list[_UserError] = Field(default_factory=list, alias="userErrors")
+    user_errors: list[UserError] = Field(default_factory=list, alias="userErrors")
 
 
-class ShopifyWebhooksClient:
-    """The shop and its webhook subscriptions, over ``{base_url}/admin/api/{version}/graphql.json``.
-
-    Args:
-        session: the shared ``aiohttp.ClientSession``.
-        base_url: the shop's origin (``https://example.myshopify.com``) or the sandbox.
-        access_token: sent as ``X-Shopify-Access-Token``; never logged.
-        api_version: e.g. ``2026-07`` (``uri`` needs 2025-10 or later).
-        limiter: Shopify's rate limit.
-        timeout_s: seconds per try.
-        max_tries: tries per call, the first included (1 = no retry, for probes).
-
-    Every method raises :class:`ProviderRejectedError` (401 bad token, GraphQL errors,
-    ``userErrors``) or :class:`ProviderUnavailableError` (THROTTLED, 429, 5xx, network).
-    """
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        base_url: str,
-        access_token: str,
-        api_version: str,
-        limiter: AsyncLimiter,
-        timeout_s: float = 10.0,
-        max_tries: int = 3,
-    ) -> None:
-        self._url = f"{base_url.rstrip('/')}/admin/api/{api_version}/graphql.json"
-        self._headers = {"X-Shopify-Access-Token": access_token}
-        self._http = ProviderHttp(
-            session,
-            provider=PROVIDER,
-            limiter=limiter,
-            classify=classify_graphql,
-            timeout_s=timeout_s,
-            max_tries=max_tries,
-        )
-
-    @classmethod
-    def from_settings(
-        cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
-    ) -> ShopifyWebhooksClient:
-        """A client for ``CRMSYNC_SHOPIFY_*`` with its own limiter."""
-        return cls(
-            session,
-            base_url=settings.shopify_base_url,
-            access_token=settings.shopify_access_token.get_secret_value(),
-            api_version=settings.shopify_api_version,
-            limiter=limiter_per_s(settings.shopify_rate_per_s),
-            timeout_s=settings.http_timeout_s,
-            max_tries=max_tries,
-        )
+class ShopifyWebhooksClient(ShopifyApi):
+    """The shop and its webhook subscriptions (GraphQL); ``uri`` needs API 2025-10 or later."""
 
     async def shop(self) -> Shop:
         """``query { shop { name myshopifyDomain } }``: checks the token, reads nothing else."""
@@ -204,25 +146,7 @@ class ShopifyWebhooksClient:
         )
         payload = validate_reply(PROVIDER, _CreatePayload, data, response)
         if payload.user_errors or payload.webhook_subscription is None:
-            messages = "; ".join(
-                f"{'.'.join(e.field)}: {e.message}" if e.field else e.message
-                for e in payload.user_errors
-            )
+            messages = user_errors_message(payload.user_errors)
             msg = f"shopify webhookSubscriptionCreate {topic} rejected: {messages or 'no result'}"
             raise ProviderRejectedError(PROVIDER, response.status, response.text, msg)
         return payload.webhook_subscription
-
-    async def _graphql(
-        self, query: str, variables: dict[str, Any], operation: str
-    ) -> tuple[Any, ProviderResponse]:
-        response = await self._http.request(
-            "POST",
-            self._url,
-            json_body={"query": query, "variables": variables},
-            headers=self._headers,
-        )
-        data = (response.data.get("data") or {}).get(operation)
-        if data is None:
-            msg = f"shopify answered without data.{operation}"
-            raise ProviderRejectedError(PROVIDER, response.status, response.text, msg)
-        return data, response
