@@ -179,7 +179,9 @@ class Broker:
                 session.set_result(None)
                 # At once, not when this task next runs: /readyz must not say ready.
                 self._set_linked(False)
-                task.failing(f"{_reason(why[0])} (node {node})", kind="connection lost")
+                task.failing(
+                    f"{_reason(why[0])} (node {node})", kind=BrokerUnavailableError.__name__
+                )
 
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
