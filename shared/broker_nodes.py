@@ -7,9 +7,11 @@ connection attempt, tries the nodes in turn from the one after the node it used 
 so a node that is down, or the node whose connection was just lost, is tried last.
 
 aio-pika's robust connection reconnects to its one URL only
-(``aio_pika/robust_connection.py``: ``Connection.connect`` reads ``self.url``), so
-:class:`shared.broker.Broker` makes a plain connection through :meth:`Nodes.connect`
-and owns the reconnect itself.
+(``aio_pika/robust_connection.py`` 10.2: ``Connection.connect`` reads ``self.url``;
+multi-host support is still an open request, mosquito/aio-pika#141, and a round-robin
+subclass was proposed and closed unmerged, #680), and its fixed ``reconnect_interval``
+has no jitter. So :class:`shared.broker.Broker` makes a plain connection through
+:meth:`Nodes.connect` and owns the reconnect itself.
 """
 
 from __future__ import annotations
