@@ -59,7 +59,17 @@ class LocalCluster:
         RuntimeError: Debian's RabbitMQ scripts are missing, or a node does not start.
     """
 
-    def __init__(self, tmp: Path, size: int = 3, *, tag: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        size: int = 3,
+        *,
+        tag: str | None = None,
+        name_prefix: str = "crmsync-bench",
+        amqp_port_base: int = AMQP_PORT_BASE,
+        dist_port_base: int = DIST_PORT_BASE,
+        cli_port_base: int = CLI_DIST_PORT_BASE,
+    ) -> None:
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
             raise RuntimeError(
                 f"no {RABBITMQ_BIN}/rabbitmq-server: apt-get install rabbitmq-server "
@@ -67,12 +77,14 @@ class LocalCluster:
             )
         self.tmp = tmp
         self.tag = tag or secrets.token_hex(3)
+        self.cli_port_base = cli_port_base
+        self.name_prefix = name_prefix
         self.nodes = [
             Node(
                 i,
-                f"crmsync-bench-{i}@localhost",
-                AMQP_PORT_BASE + i,
-                DIST_PORT_BASE + i,
+                f"{name_prefix}-{i}@localhost",
+                amqp_port_base + i,
+                dist_port_base + i,
                 tmp / f"node{i}",
             )
             for i in range(size)
@@ -99,8 +111,8 @@ class LocalCluster:
             "RABBITMQ_MNESIA_BASE": str(node.base / "mnesia"),
             "RABBITMQ_LOG_BASE": str(node.base / "log"),
             "RABBITMQ_PID_FILE": str(node.base / "rabbitmq.pid"),
-            "RABBITMQ_CTL_DIST_PORT_MIN": str(CLI_DIST_PORT_BASE + 10 * node.index),
-            "RABBITMQ_CTL_DIST_PORT_MAX": str(CLI_DIST_PORT_BASE + 10 * node.index + 9),
+            "RABBITMQ_CTL_DIST_PORT_MIN": str(self.cli_port_base + 10 * node.index),
+            "RABBITMQ_CTL_DIST_PORT_MAX": str(self.cli_port_base + 10 * node.index + 9),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
 
@@ -167,6 +179,9 @@ class LocalCluster:
     def start(self) -> None:
         """Start every node and join the others to the first one."""
         first, *others = self.nodes
+        if not others:
+            self.start_node(first)
+            return
         self.start_node(first)
         for node in others:
             self.start_node(node)
@@ -227,7 +242,7 @@ class LocalCluster:
     def quorum_members(self, via: Node, queue: str) -> list[str]:
         """The nodes holding a replica of ``queue`` (``rabbitmq-queues quorum_status``)."""
         out = self.ctl(via, "quorum_status", queue, tool="rabbitmq-queues", timeout_s=30)
-        return sorted(set(re.findall(r"crmsync-bench-\d+@localhost", out)))
+        return sorted(set(re.findall(rf"{re.escape(self.name_prefix)}-\d+@localhost", out)))
 
     def is_quorum_critical(self, node: Node) -> bool:
         """True while stopping ``node`` would leave some quorum queue without a majority."""

@@ -17,15 +17,17 @@ The failover: after ``--before-kill`` seconds, ``kill -9`` the node that leads t
 busiest quorum queue (the one the load feeds fastest: ``syncer.credits`` at the default
 rates); ``--down`` seconds later start it again and wait until it is back
 and no quorum queue depends on the next victim alone; then ``kill -9`` the leader of the
-busiest queue again (a second node; never the one the services use), and start it
-again ``--down`` seconds later. The load goes on ``--after`` seconds more, then the
-bench waits until every accepted event is applied (or ``--drain-timeout``).
+busiest queue again (a second node: if the first one leads again, the leaders are
+rebalanced, else a follower is killed), and start it again ``--down`` seconds later.
+The load goes on ``--after`` seconds more, then the bench waits until every accepted
+event is applied (or ``--drain-timeout``).
 
-The services' broker URL: crmsync connects to one URL today, so by default each
-service gets the node that is never killed (node 2) and the kills test the queues'
-failover (leaders move, replicas catch up) under a client that stays connected.
-``--service-urls all`` gives them the comma-separated list of the three nodes instead,
-for when services fail over between URLs (issue 12 item 1).
+The services' broker URL: by default (``--service-urls all``) every service gets the
+comma-separated list of the three nodes, connects to one (from a random start) and, when
+its node is killed, reconnects to another, declares the topology there and subscribes
+again (``shared/broker.py``); a killed node may be any service's node.
+``--service-urls survivor`` gives them node 2 only, which is then never killed: the
+queues' failover (leaders move, replicas catch up) under clients that stay connected.
 
 Printed (and written to ``bench/results/cluster.json``): webhooks and notifications
 sent and answered 2xx, effects in Postgres (an ``orders`` row per accepted order, an
@@ -37,7 +39,7 @@ and the longest pause of commits in Postgres), each quorum queue's leader before
 after, and the services' peak memory (VmHWM).
 
     .venv/bin/python bench/cluster.py [--orders-rate 20] [--credits-rate 40]
-        [--before-kill 15] [--down 15] [--after 15] [--service-urls survivor|all]
+        [--before-kill 15] [--down 15] [--after 15] [--service-urls all|survivor]
 
 Aims (issue 12): 0 lost, 0 duplicated, recovery under 10 s.
 """
@@ -64,7 +66,7 @@ from typing import Any
 
 from _rabbit_cluster import AMQP_PORT_BASE, LocalCluster, Node
 
-# crmsync connects to one URL today: the services use the node that is never killed.
+# With --service-urls survivor the services use only this node, which is never killed.
 SURVIVOR = 2
 SURVIVOR_URL = f"amqp://guest:guest@127.0.0.1:{AMQP_PORT_BASE + SURVIVOR}/"
 # _stack reads it at import: its cleanup then talks to our cluster, not the system node.
@@ -208,6 +210,28 @@ def busiest_leader(
     return queue, *leaders[queue]
 
 
+def pick_victim(
+    cluster: LocalCluster, namespace: str, busiest: str, service_urls: str, last: Node | None
+) -> tuple[Node, str, str, int, str]:
+    """(node to kill, busiest queue, its leader, messages ready, a note): the leader of
+    the busiest queue, unless it is the node just killed (round 2 wants a second node)
+    or, with ``--service-urls survivor``, the services' node; then the leaders are
+    rebalanced once, and if that does not help a follower is killed instead."""
+    survivor = cluster.nodes[SURVIVOR]
+    spared = {last.name} if last is not None else set()
+    if service_urls == "survivor":
+        spared.add(survivor.name)
+    via = survivor if last is not survivor else cluster.nodes[0]
+    queue, leader, ready = busiest_leader(cluster, via, namespace, busiest)
+    if leader in spared:
+        cluster.ctl(via, "rebalance", "quorum", tool="rabbitmq-queues", check=False)
+        queue, leader, ready = busiest_leader(cluster, via, namespace, busiest)
+    if leader not in spared:
+        return cluster.node(leader), queue, leader, ready, ""
+    victim = next(n for n in cluster.nodes if n.name not in spared)
+    return victim, queue, leader, ready, f"{leader} leads it and is spared; killed a follower"
+
+
 async def declare_topology(url: str, namespace: str, syncer_env: dict[str, str]) -> list[str]:
     """Declare what the syncers will (their queues with retry queues) through ``url``;
     returns the work queues' names."""
@@ -223,7 +247,7 @@ async def declare_topology(url: str, namespace: str, syncer_env: dict[str, str])
     )
     specs = {s.name: s for s in (*ALL, *JOB_QUEUES.values())}
     specs.update({spec.name: spec for spec, _, _ in consumer_plan(settings)})
-    topology = Topology(namespace)
+    topology = Topology(namespace, group_size=settings.quorum_group_size())
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
@@ -321,26 +345,10 @@ async def run(stack: Stack, cluster: LocalCluster, args: argparse.Namespace) -> 
         )
         await asyncio.sleep(args.before_kill)
         for round_ in (1, 2):
-            queue, leader, ready = await asyncio.to_thread(
-                busiest_leader, cluster, survivor, stack.namespace, busiest
+            last = cluster.node(kills[-1]["node"]) if kills else None
+            victim, queue, leader, ready, note = await asyncio.to_thread(
+                pick_victim, cluster, stack.namespace, busiest, args.service_urls, last
             )
-            note = ""
-            if leader == survivor.name:
-                # The services' node is never killed: move the leaders around first.
-                await asyncio.to_thread(
-                    cluster.ctl, survivor, "rebalance", "quorum",
-                    tool="rabbitmq-queues", check=False,
-                )  # fmt: skip
-                queue, leader, ready = await asyncio.to_thread(
-                    busiest_leader, cluster, survivor, stack.namespace, busiest
-                )
-            victim = cluster.node(leader)
-            if victim is survivor or (kills and victim.name == kills[-1]["node"]):
-                # Still the services' node (or the node just killed): the other node.
-                victim = next(
-                    n for n in nodes if n is not survivor and n.name != kills[-1]["node"]
-                ) if kills else next(n for n in nodes if n is not survivor)  # fmt: skip
-                note = f"{leader} leads it and is not killed; killed a follower instead"
             if round_ == 2:
                 waited = time.monotonic()
                 while await asyncio.to_thread(cluster.is_quorum_critical, victim):
@@ -355,7 +363,8 @@ async def run(stack: Stack, cluster: LocalCluster, args: argparse.Namespace) -> 
                 flush=True,
             )
             await asyncio.sleep(2)
-            leaders = await asyncio.to_thread(cluster.quorum_leaders, survivor, stack.namespace)
+            via = next(n for n in nodes if n is not victim)
+            leaders = await asyncio.to_thread(cluster.quorum_leaders, via, stack.namespace)
             new_leader = leaders.get(queue, ("?", 0))[0]
             await asyncio.sleep(max(0.0, killed_at + args.down - time.time()))
             restart = time.time()
@@ -580,8 +589,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--after", type=float, default=15.0, help="s of load after the last")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument(
-        "--service-urls", choices=("survivor", "all"), default="survivor",
-        help="the services' CRMSYNC_AMQP_URL: the node never killed, or all three",
+        "--service-urls", choices=("all", "survivor"), default="all",
+        help="the services' CRMSYNC_AMQP_URL: all three nodes (they fail over between"
+        " them), or only node 2, which is then never killed",
     )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS / "cluster.json")
     return parser.parse_args(argv)

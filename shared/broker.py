@@ -4,32 +4,41 @@
 so a service starts (and answers ``/healthz``) while RabbitMQ is down, reports
 not-ready on ``/readyz``, and recovers without a restart:
 
-- connecting fails (RabbitMQ down): the task raises, the supervisor retries with
-  backoff and logs it once;
+- ``url`` may list several nodes (comma-separated, :mod:`shared.broker_nodes`): each
+  attempt tries them in turn, so an unreachable first node does not keep a service
+  from becoming ready on the second; one ``broker.connect_failed`` line per node tried;
+- connecting fails on every node (RabbitMQ down): the task raises, the supervisor
+  retries with jittered backoff (``backoff``'s generators, at most
+  ``reconnect_interval_s`` apart) and logs the streak once;
 - a declaration fails (``PRECONDITION_FAILED``: a queue exists with other arguments):
   :class:`~shared.errors.TopologyMismatchError` naming the queue and the argument,
   retried the same way, shown in ``/readyz``;
-- once up, aio-pika's robust connection reconnects on its own every
-  ``reconnect_interval_s`` and restores channels, declarations and consumers; the task
-  watches it, so ``/readyz`` shows ``broker`` restarting while it is away and one line
-  is logged per change, not one per attempt.
+- once up, the task watches the connection and its publishing channel; when either
+  closes (a node killed, a link cut) it raises ``connection lost: <node>``, and the
+  next attempt connects to another node (the lost one is tried last) and declares the
+  topology again there. Consumers follow :meth:`Broker.session` and subscribe again on
+  the new connection (``services/syncer``); nothing is acked twice, nothing is lost:
+  unacked messages go back to their queue when the old connection dies.
 
 Every publish waits for the broker's confirm (https://www.rabbitmq.com/docs/confirms)
 and is ``mandatory``: a message no queue would take raises
-:class:`~shared.errors.PublishRefusedError` instead of vanishing.
+:class:`~shared.errors.PublishRefusedError` instead of vanishing. While no node is
+connected, or none confirms within ``publish_timeout_s``, a publish raises
+:class:`~shared.errors.BrokerUnavailableError` (intake answers 503).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
+from shared.broker_nodes import Nodes
 from shared.errors import BrokerUnavailableError, PublishRefusedError
 from shared.events import CloudEvent
 from shared.metrics import BROKER_READY
@@ -38,41 +47,46 @@ from shared.topology import QueueSpec, Topology, mismatch_from
 
 log = structlog.get_logger(__name__)
 
-# Longest wait for one connection attempt, in seconds.
+# Longest wait for one connection attempt to one node, in seconds.
 CONNECT_TIMEOUT_S = 5.0
 
 
 class Broker:
-    """One connection, one confirmed publishing channel, topology declared on connect.
+    """One connection (to one node of ``url``), one confirmed publishing channel,
+    topology declared on every (re)connect.
 
     Args:
-        url: ``amqp://user:pass@host:5672/vhost``.
+        url: ``amqp://user:pass@host:5672/vhost``, or several comma-separated (a
+            cluster's nodes), or a sequence of them.
         topology: names and declarations.
         queues: the work queues this service needs declared (consumers and the
             queues its events are routed to). Every service declares the whole
             topology it touches, so start order does not matter.
         name: shown as the connection name in the management console.
         publish_timeout_s: how long a publish may wait for its confirm.
-        reconnect_interval_s: seconds between reconnect attempts once connected.
+        reconnect_interval_s: the longest wait, in seconds, between two connection
+            attempts (the backoff, with jitter, starts lower: the supervisor's minimum).
+        shuffle: start at a random node of ``url`` (False: at the first).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         topology: Topology,
         queues: Iterable[QueueSpec] = (),
         *,
         name: str = "crmsync",
         publish_timeout_s: float = 3.0,
         reconnect_interval_s: float = 2.0,
+        shuffle: bool = True,
     ) -> None:
-        self.url = url
+        self.nodes = Nodes(url, shuffle=shuffle)
         self.topology = topology
         self.queues = tuple(queues)
         self.name = name
         self.publish_timeout_s = publish_timeout_s
         self.reconnect_interval_s = reconnect_interval_s
-        self.connection: AbstractRobustConnection | None = None
+        self.connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._default_exchange: AbstractExchange | None = None
@@ -80,8 +94,15 @@ class Broker:
         self._retry_exchanges: dict[str, AbstractExchange] = {}
         self._ready = asyncio.Event()
         self._linked = False
+        self._session: asyncio.Future[None] | None = None
+        self._attempt = 0
         self._task: SupervisedTask | None = None
         self._own_supervisor: Supervisor | None = None
+
+    @property
+    def node(self) -> str | None:
+        """``host:port`` of the node connected to (None while not connected)."""
+        return self.nodes.current if self.ready else None
 
     @property
     def ready(self) -> bool:
@@ -106,7 +127,9 @@ class Broker:
         if self._task is None:
             if supervisor is None:
                 supervisor = self._own_supervisor = Supervisor()
-            self._task = supervisor.spawn("broker", self.run)
+            self._task = supervisor.spawn(
+                "broker", self.run, max_backoff_s=self.reconnect_interval_s
+            )
 
     async def wait_ready(self, timeout_s: float | None = 10.0) -> None:
         """Wait until connected and declared (``timeout_s`` None: as long as it takes).
@@ -123,52 +146,73 @@ class Broker:
             reason = self._task.last_error if self._task is not None else None
             raise BrokerUnavailableError(reason or "RabbitMQ not reachable") from exc
 
+    def session(self) -> Awaitable[None]:
+        """Done when the current connection is gone (at once when there is none):
+        a consumer subscribed on it must subscribe again after :meth:`wait_ready`."""
+        if self._session is None or not self.ready:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.shield(self._session)
+
     async def run(self, task: SupervisedTask) -> None:
-        """Connect, declare, then watch the connection (the supervised task ``broker``).
+        """Connect to a node, declare, then watch the connection (the supervised task
+        ``broker``); raises when it is lost, so the next run connects again.
 
         Raises:
-            OSError, aio_pika.exceptions.AMQPError, TimeoutError: RabbitMQ refused or
-                did not answer.
+            BrokerUnavailableError: no node accepted the connection, or the connection
+                (or the publishing channel) was lost.
             TopologyMismatchError: a queue or exchange exists with other arguments.
         """
-        connection = await aio_pika.connect_robust(
-            self.url,
-            client_properties={"connection_name": self.name},
-            timeout=CONNECT_TIMEOUT_S,
-            reconnect_interval=self.reconnect_interval_s,
+        self._attempt += 1
+        connection = await self.nodes.connect(
+            name=self.name, timeout_s=CONNECT_TIMEOUT_S, attempt=self._attempt
         )
-        events: asyncio.Queue[BaseException | None] = asyncio.Queue()
+        node = self.nodes.current
+        session: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        why: list[BaseException] = []
+
+        def lost(_sender: object, exc: BaseException | None = None) -> None:
+            # Called by the connection and by the publishing channel, with the error.
+            if not session.done():
+                why.append(exc or _Lost())
+                session.set_result(None)
+                # At once, not when this task next runs: /readyz must not say ready.
+                self._set_linked(False)
+                task.failing(
+                    f"{_reason(why[0])} (node {node})", kind=BrokerUnavailableError.__name__
+                )
+
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self._exchange = await self.topology.declare_exchanges(channel)
             await self.topology.declare(channel, self.queues)
             self._default_exchange = channel.default_exchange
             self._dead_exchange = await channel.get_exchange(self.topology.dead_exchange)
+            connection.close_callbacks.add(lost)
+            channel.close_callbacks.add(lost)
             self.connection = connection
             self._channel = channel
-            # Called with the error when the link drops (or a restore fails), and
-            # when it is back with everything restored.
-            connection.close_callbacks.add(lambda _c, exc=None: events.put_nowait(exc or _Lost()))
-            connection.reconnect_callbacks.add(lambda _c: events.put_nowait(None))
+            self._session = session
             self._ready.set()
             self._set_linked(True)
-            log.info("broker.connected", connection_name=self.name)
+            log.info("broker.connected", connection_name=self.name, node=node)
+            self._attempt = 0
             task.running()
-            while True:
-                lost = await events.get()
-                if lost is None:
-                    self._set_linked(True)
-                    task.running()
-                else:
-                    self._set_linked(False)
-                    task.failing(_reason(lost), kind=type(lost).__name__)
+            await session
+            reason = _reason(why[0])
+            log.warning("broker.connection_lost", node=node, error=reason)
+            raise BrokerUnavailableError(f"{reason} (node {node})") from why[0]
         finally:
             self._ready.clear()
             self._set_linked(False)
             self._retry_exchanges.clear()
+            if not session.done():
+                session.set_result(None)
             if self.connection is connection:
                 self.connection = None
                 self._channel = None
+                self._session = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
 

@@ -36,6 +36,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -47,6 +48,7 @@ from shared.delivery import Delivery
 from shared.errors import BrokerUnavailableError, InvalidEventError, PermanentError, TransientError
 from shared.events import CloudEvent, attempt_of, describe_validation_error
 from shared.handler_failures import (
+    CHANNEL_GONE,
     EXPECTED_ERRORS,
     TRACEBACK_INTERVAL_S,
     HandlerDeadlineError,
@@ -117,11 +119,35 @@ class Consumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._tracebacks = TracebackBudget()
 
+    @property
+    def consuming(self) -> bool:
+        """True while subscribed on an open channel (False once its connection is gone)."""
+        return self._tag is not None and self._channel is not None and not self._channel.is_closed
+
+    def closed(self) -> Awaitable[Literal[True]]:
+        """Done when this consumer's channel closes (its connection lost, or RabbitMQ
+        closed the channel); :meth:`start` subscribes again."""
+        if self._channel is None:
+            raise RuntimeError("consumer not started")
+        return self._channel.closed()
+
     async def start(self) -> None:
-        """Open a channel with the prefetch and start consuming."""
-        self._channel = await self.broker.channel(self.prefetch_count)
-        self._queue = await self._channel.get_queue(self.queue_name, ensure=True)
-        self._tag = await self._queue.consume(self._on_message)
+        """Open a channel with the prefetch and start consuming (again, after the
+        broker reconnected: on the new connection; messages left unacked on the old
+        one were requeued by RabbitMQ and come again, to idempotent handlers)."""
+        old, self._channel, self._tag = self._channel, None, None
+        if old is not None and not old.is_closed:
+            with contextlib.suppress(Exception):
+                await old.close()
+        channel = await self.broker.channel(self.prefetch_count)
+        try:
+            self._queue = await channel.get_queue(self.queue_name, ensure=True)
+            self._tag = await self._queue.consume(self._on_message)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
+        self._channel = channel
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Stop taking messages, let in-flight handlers finish within ``grace_s``."""
@@ -141,6 +167,10 @@ class Consumer:
         try:
             with connection_share(self._db_share):
                 await self._handle(message)
+        except CHANNEL_GONE as exc:
+            # The ack (or nack) could not reach RabbitMQ: the connection went. The
+            # message was not acked, so RabbitMQ delivers it again (on any node).
+            log.info("handler.ack_lost", queue=self.queue_name, error=f"{type(exc).__name__}")
         finally:
             if task is not None:
                 self._in_flight.discard(task)

@@ -26,6 +26,13 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+# What an ack, nack or reject raises once the channel or its connection is gone (the
+# message was not acked: RabbitMQ delivers it again, on whichever node serves it).
+CHANNEL_GONE: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.ChannelClosed,
+    ConnectionError,
+)
 # At most one traceback per queue and exception class in this many seconds.
 TRACEBACK_INTERVAL_S = 300.0
 

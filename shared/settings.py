@@ -42,6 +42,7 @@ class CommonSettings(BaseSettings):
     db_acquire_timeout_s: float = Field(default=5.0, gt=0)
     # Default deadline of every statement on the pool (s); the statement is cancelled.
     db_command_timeout_s: float = Field(default=30.0, gt=0)
+    # One URL, or a cluster's nodes comma-separated (shared/broker_nodes.py).
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     # Prefixed to every exchange and queue name; tests use it to stay apart.
     amqp_namespace: str = ""

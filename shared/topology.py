@@ -24,7 +24,6 @@ it shows in the management console under names that say what they are.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,13 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from shared.errors import TopologyMismatchError
+from shared.topology_mismatch import INEQUIVALENT, mismatch, mismatch_from
+
+__all__ = ["GROUP_SIZE_ARGUMENT", "QueueSpec", "Topology", "declare_quorum_queue", "mismatch_from"]
+
+# Replicas of a quorum queue when it is created; RabbitMQ caps it at the cluster size
+# (https://www.rabbitmq.com/docs/quorum-queues#replication-factor).
+GROUP_SIZE_ARGUMENT = "x-quorum-initial-group-size"
 
 # Redeliveries (consumer crashes, nacks) before RabbitMQ dead-letters a message on
 # its own; our handler attempts are counted separately in x-crmsync-attempt.
@@ -67,11 +72,21 @@ class Topology:
         namespace: prefixed to every exchange and queue name (``""`` in production;
             tests use a unique one each so they never see each other's messages).
         delivery_limit: quorum queue ``x-delivery-limit``.
+        group_size: ``x-quorum-initial-group-size`` of the quorum queues this topology
+            *creates* (``CommonSettings.quorum_group_size()``); None: RabbitMQ's
+            default. Never part of a comparison: see :func:`declare_quorum_queue`.
     """
 
-    def __init__(self, namespace: str = "", delivery_limit: int = DELIVERY_LIMIT) -> None:
+    def __init__(
+        self,
+        namespace: str = "",
+        delivery_limit: int = DELIVERY_LIMIT,
+        *,
+        group_size: int | None = None,
+    ) -> None:
         self.namespace = namespace
         self.delivery_limit = delivery_limit
+        self.group_size = group_size
 
     @property
     def events_exchange(self) -> str:
@@ -114,7 +129,7 @@ class Topology:
         try:
             return await self._declare_exchanges(channel)
         except aio_pika.exceptions.ChannelPreconditionFailed as exc:
-            raise _mismatch(exc) from exc
+            raise mismatch(exc) from exc
 
     async def _declare_exchanges(self, channel: AbstractChannel) -> AbstractExchange:
         events = await channel.declare_exchange(
@@ -144,7 +159,7 @@ class Topology:
         try:
             return await self._declare(channel, specs)
         except aio_pika.exceptions.ChannelPreconditionFailed as exc:
-            raise _mismatch(exc) from exc
+            raise mismatch(exc) from exc
 
     async def _declare(
         self, channel: AbstractChannel, specs: Iterable[QueueSpec]
@@ -154,12 +169,12 @@ class Topology:
         declared_delays: set[float] = set()
         for spec in specs:
             name = self.queue(spec)
-            dead = await channel.declare_queue(
-                self.dead_queue(spec), durable=True, arguments=self.dead_queue_arguments()
+            dead = await declare_quorum_queue(
+                channel, self.dead_queue(spec), self.dead_queue_arguments(), self.group_size
             )
             await dead.bind(self.dead_exchange, routing_key=name)
-            work = await channel.declare_queue(
-                name, durable=True, arguments=self.work_queue_arguments(spec)
+            work = await declare_quorum_queue(
+                channel, name, self.work_queue_arguments(spec), self.group_size
             )
             for key in spec.routing_keys:
                 await work.bind(events, routing_key=key)
@@ -173,18 +188,68 @@ class Topology:
     async def _declare_retry(self, channel: AbstractChannel, delay: float) -> None:
         name = self.retry_queue(delay)
         exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
-        queue = await channel.declare_queue(
-            name,
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-message-ttl": round(delay * 1000),
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
+        arguments = {
+            "x-queue-type": "quorum",
+            "x-message-ttl": round(delay * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+        queue = await declare_quorum_queue(channel, name, arguments, self.group_size)
         await queue.bind(exchange)
+
+
+async def declare_quorum_queue(
+    channel: AbstractChannel,
+    name: str,
+    arguments: dict[str, Any],
+    group_size: int | None = None,
+) -> AbstractQueue:
+    """Declare durable queue ``name`` with ``arguments``; create it with
+    ``x-quorum-initial-group-size`` = ``group_size`` only when it does not exist yet.
+
+    RabbitMQ (3.10 and 4.x) compares ``x-quorum-initial-group-size`` like any other
+    argument: redeclaring a queue with a value, or none, other than the one it was
+    created with is ``PRECONDITION_FAILED``. So, with ``group_size``, the queue is first
+    declared passively (does it exist?), and created with the argument only if it does
+    not; an existing queue is declared with ``arguments`` and, when RabbitMQ names
+    ``x-quorum-initial-group-size`` as the difference, again with the value it has, so
+    every *other* argument is still compared. A 404 or 406 closes ``channel``; it is
+    reopened (a plain aio-pika channel: :meth:`Channel.reopen`).
+
+    Raises:
+        aio_pika.exceptions.ChannelPreconditionFailed: another argument differs.
+    """
+    if group_size is not None:
+        try:
+            await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            await channel.reopen()
+            try:
+                return await channel.declare_queue(
+                    name, durable=True, arguments={**arguments, GROUP_SIZE_ARGUMENT: group_size}
+                )
+            except aio_pika.exceptions.ChannelPreconditionFailed:
+                await channel.reopen()  # created meanwhile by another replica: compare
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        existing = _existing_group_size(exc)
+        if existing is None:
+            raise
+        await channel.reopen()
+        return await channel.declare_queue(
+            name, durable=True, arguments={**arguments, GROUP_SIZE_ARGUMENT: existing}
+        )
+
+
+def _existing_group_size(exc: BaseException) -> int | None:
+    """The queue's own group size when ``exc`` says only that differs, else None."""
+    match = INEQUIVALENT.search(" ".join(str(a) for a in exc.args) or str(exc))
+    if match is None or match["argument"] != GROUP_SIZE_ARGUMENT:
+        return None
+    existing = match["existing"].strip("'")
+    return int(existing) if existing.isdigit() else None
 
 
 def pick_delay(delays_s: Sequence[float], attempt: int, at_least_s: float | None = None) -> float:
@@ -202,53 +267,3 @@ def pick_delay(delays_s: Sequence[float], attempt: int, at_least_s: float | None
         longer = [d for d in ordered if d >= at_least_s]
         chosen = longer[0] if longer else ordered[-1]
     return chosen
-
-
-# RabbitMQ's text for PRECONDITION_FAILED on a declare (rabbit_misc equivalence checks):
-# "inequivalent arg 'x-delivery-limit' for queue 'syncer.orders' in vhost '/': received
-# '20' but current is '10'", or "... received none but current is the value '10' of type
-# 'byte'".
-_INEQUIVALENT = re.compile(
-    r"inequivalent arg '(?P<argument>[^']*)' for (?P<kind>queue|exchange) '(?P<name>[^']*)'"
-    r" in vhost '[^']*': received (?:the value )?(?P<declared>'[^']*'|none)"
-    r"(?: of type '[^']*')? but current is (?:the value )?(?P<existing>'[^']*'|none)"
-)
-
-
-def mismatch_from(exc: BaseException) -> TopologyMismatchError | None:
-    """The :class:`TopologyMismatchError` ``exc`` is or stands for, else None."""
-    if isinstance(exc, TopologyMismatchError):
-        return exc
-    if isinstance(exc, aio_pika.exceptions.ChannelPreconditionFailed):
-        return _mismatch(exc)
-    return None
-
-
-def _mismatch(exc: BaseException) -> TopologyMismatchError:
-    text = " ".join(str(a) for a in exc.args) or str(exc)
-    match = _INEQUIVALENT.search(text)
-    if match is None:
-        return TopologyMismatchError(
-            f"RabbitMQ refused a declaration: {text}",
-            kind="",
-            name="",
-            argument="",
-            existing="",
-            declared="",
-        )
-    kind, name, argument = match["kind"], match["name"], match["argument"]
-    existing, declared = match["existing"].strip("'"), match["declared"].strip("'")
-    if existing == "none":
-        how = f"without {argument}, crmsync declares {argument}={declared}"
-    elif declared == "none":
-        how = f"with {argument}={existing}, crmsync declares none"
-    else:
-        how = f"with {argument}={existing}, crmsync declares {declared}"
-    return TopologyMismatchError(
-        f"{kind} {name} exists {how}; delete it (or migrate it) so crmsync can declare it",
-        kind=kind,
-        name=name,
-        argument=argument,
-        existing=existing,
-        declared=declared,
-    )

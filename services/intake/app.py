@@ -33,7 +33,7 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     broker = Broker(
         settings.amqp_url.get_secret_value(),
-        Topology(settings.amqp_namespace),
+        Topology(settings.amqp_namespace, group_size=settings.quorum_group_size()),
         queues.ALL,
         name="crmsync-intake",
         publish_timeout_s=settings.publish_timeout_s,

@@ -35,8 +35,10 @@ class Replies:
         self._queue: AbstractQueue | None = None
 
     async def _ensure(self) -> None:
-        if self._queue is not None:
+        if self._queue is not None and self._channel is not None and not self._channel.is_closed:
             return
+        # First use, or the broker reconnected (another node): a new reply queue there.
+        self._queue = None
         await self.broker.wait_ready(timeout_s=1)
         assert self.broker.connection is not None
         self._channel = await self.broker.connection.channel()

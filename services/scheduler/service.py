@@ -67,7 +67,7 @@ class Scheduler:
         routed |= {j.queue.name: j.queue for j in self.jobs}
         self.broker = Broker(
             settings.amqp_url.get_secret_value(),
-            Topology(settings.amqp_namespace),
+            Topology(settings.amqp_namespace, group_size=settings.quorum_group_size()),
             routed.values(),
             name=name,
             publish_timeout_s=settings.publish_timeout_s,

@@ -48,6 +48,7 @@ from shared.clients.hubspot import MAX_BATCH_INPUTS, HubSpotClient
 from shared.clients.shopify import ShopifyClient
 from shared.coalesce import Coalescer
 from shared.consumer import Consumer, Delivery, Handler
+from shared.errors import BrokerUnavailableError
 from shared.events import CloudEvent
 from shared.jobs import ENROLLMENTS_EXPIRE, HUBSPOT_BATCH_SYNC, JOB_QUEUES, PACKAGES_BULK_SYNC
 from shared.metrics import metrics_handler
@@ -168,7 +169,7 @@ class Syncer:
         )
         self.broker = Broker(
             settings.amqp_url.get_secret_value(),
-            Topology(settings.amqp_namespace),
+            Topology(settings.amqp_namespace, group_size=settings.quorum_group_size()),
             [spec for spec, _, _ in self.plan],
             name="crmsync-syncer",
             publish_timeout_s=settings.publish_timeout_s,
@@ -240,39 +241,53 @@ class Syncer:
         await self._relay.run(task)
 
     async def _run_consumers(self, task: SupervisedTask) -> None:
-        """Subscribe every queue once Postgres and RabbitMQ answer, then stay: the
-        robust connection restores the subscriptions after a reconnect."""
+        """Subscribe every queue once Postgres and RabbitMQ answer, then watch: when
+        the broker's connection goes (or a consumer's channel closes) raise, so the
+        supervisor runs this again and the queues are subscribed on the broker's next
+        connection (another node of a cluster)."""
         pool = await self.postgres.wait()
         await self.broker.wait_ready(timeout_s=None)
+        session = self.broker.session()
         if self.deps is None:
             self.deps = self._deps(pool)
-        subscribed = {c.spec.name for c in self.consumers}
-        s = self.settings
-        hooks = dead_letter_hooks()
-        for spec, handler, max_attempts in self.plan:
-            if spec.name in subscribed:
-                continue
-            consumer = Consumer(
-                self.broker,
-                spec,
-                bind(handler, self.deps),
-                max_attempts=max_attempts,
-                prefetch_count=queue_prefetch(s, spec),
-                deadline_s=queue_deadline_s(s, spec),
-                db_connections=queue_db_connections(s),
-                on_dead_letter=bind_hook(hooks.get(spec.name), self.deps),
-            )
-            try:
+        if not self.consumers:
+            self.consumers = self._make_consumers(self.deps)
+        for consumer in self.consumers:
+            if not consumer.consuming:
                 await consumer.start()
-            except BaseException:
-                await consumer.stop(0)  # its channel, if it got one
-                raise
-            self.consumers.append(consumer)
         if not self._consuming.is_set():
             log.info("syncer.started", queues=[c.queue_name for c in self.consumers])
             self._consuming.set()
         task.running()
-        await asyncio.Event().wait()
+        watched: list[asyncio.Future[object]] = [asyncio.ensure_future(session)]
+        watched += [asyncio.ensure_future(c.closed()) for c in self.consumers]
+        try:
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            lost = watched[0].done()
+        finally:
+            for waiter in watched:
+                waiter.cancel()
+        gone = [c.queue_name for c in self.consumers if not c.consuming]
+        raise BrokerUnavailableError(
+            "connection lost: subscribing again" if lost else f"channel closed: {gone}"
+        )
+
+    def _make_consumers(self, deps: SyncerDeps) -> list[Consumer]:
+        s = self.settings
+        hooks = dead_letter_hooks()
+        return [
+            Consumer(
+                self.broker,
+                spec,
+                bind(handler, deps),
+                max_attempts=max_attempts,
+                prefetch_count=queue_prefetch(s, spec),
+                deadline_s=queue_deadline_s(s, spec),
+                db_connections=queue_db_connections(s),
+                on_dead_letter=bind_hook(hooks.get(spec.name), deps),
+            )
+            for spec, handler, max_attempts in self.plan
+        ]
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_s

@@ -6,7 +6,11 @@ declare whose arguments differ from the existing queue's is refused with
 '/': received '20' but current is '5'``, naming the argument. So each queue is first
 declared *passively* (exists? nothing is created), then, if it exists, declared with
 the arguments :class:`~shared.topology.Topology` declares, which is a no-op when they
-match. Nothing is created or changed either way.
+match. Nothing is created or changed either way. ``x-quorum-initial-group-size`` is not
+compared: it only says how many replicas a queue got when it was created
+(:func:`~shared.topology.declare_quorum_queue` declares it again with the queue's own
+value). With several comma-separated URLs (a cluster), the first node that answers is
+checked and the ones that did not are named.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 
 from shared import queues
+from shared.broker_nodes import split_urls
 from shared.doctor.report import Check, Status
 from shared.jobs import JOB_QUEUES
-from shared.topology import Topology
+from shared.topology import Topology, declare_quorum_queue
 
 CONNECT_TIMEOUT_S = 5.0
 _INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)' for queue '([^']+)'[^:]*: (.*)$")
@@ -37,17 +42,27 @@ def where(url: str) -> str:
 async def check_rabbitmq(url: str, namespace: str) -> list[Check]:
     """``rabbitmq`` (a connection) and ``queues`` (arguments of every work and dead-letter
     queue crmsync declares: the syncer's, the jobs')."""
-    try:
-        connection = await aio_pika.connect(
-            url, timeout=CONNECT_TIMEOUT_S, client_properties={"connection_name": "crmsync-doctor"}
-        )
-    except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+    unreachable: list[str] = []
+    connection: AbstractConnection | None = None
+    for node_url in split_urls(url):
+        try:
+            connection = await aio_pika.connect(
+                node_url,
+                timeout=CONNECT_TIMEOUT_S,
+                client_properties={"connection_name": "crmsync-doctor"},
+            )
+        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+            unreachable.append(f"{where(node_url)}: {type(exc).__name__}: {exc}")
+            continue
+        url = node_url
+        break
+    if connection is None:
         return [
             Check(
                 "rabbitmq",
                 "RabbitMQ",
                 Status.fail,
-                f"cannot connect to {where(url)}: {type(exc).__name__}: {exc}",
+                f"cannot connect to {'; '.join(unreachable)}",
                 "check CRMSYNC_AMQP_URL and that RabbitMQ accepts connections",
             ),
             Check("queues", "RabbitMQ queues", Status.skip, "not checked: no connection"),
@@ -60,8 +75,12 @@ async def check_rabbitmq(url: str, namespace: str) -> list[Check]:
         broker = Check(
             "rabbitmq",
             "RabbitMQ",
-            Status.ok,
-            f"{where(url)}, RabbitMQ {version or 'unknown version'}",
+            Status.warn if unreachable else Status.ok,
+            f"{where(url)}, RabbitMQ {version or 'unknown version'}"
+            + (f"; not reachable: {'; '.join(unreachable)}" if unreachable else ""),
+            "a node of CRMSYNC_AMQP_URL is down; the services use the others"
+            if unreachable
+            else "",
         )
         return [broker, await _queues(connection, Topology(namespace))]
     finally:
@@ -83,7 +102,7 @@ async def _queues(connection: AbstractConnection, topology: Topology) -> Check:
             continue
         channel = await connection.channel()
         try:
-            await channel.declare_queue(name, durable=True, arguments=arguments)
+            await declare_quorum_queue(channel, name, arguments)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             wrong.append(_describe(name, exc))
             continue
