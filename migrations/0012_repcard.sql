@@ -163,7 +163,7 @@ CREATE TABLE repcard_sync_log (
     records_failed   integer     NOT NULL DEFAULT 0,
     -- Fetched and identical to what Postgres had: not rewritten.
     records_unchanged integer    NOT NULL DEFAULT 0,
-    -- Rows of this entity still without one of their parents when it ended.
+    -- Rows of this entity still without one of their parents when the run ended.
     records_unlinked integer     NOT NULL DEFAULT 0,
     error_message    text,
     -- The date window sent as from_date / to_date (NULL: everything).

@@ -216,6 +216,10 @@ class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
     crm_pool_max_size: int = 5
     # The CRM server cancels a statement running longer than this (ms); the sync retries.
     crm_statement_timeout_ms: int = 5000
+    # W5: RepCard chunks in flight per replica (each fetches a few pages at once), and
+    # tries per RepCard request (429s with Retry-After included) before a page fails.
+    repcard_prefetch: int = Field(default=4, ge=1)
+    repcard_max_tries: int = Field(default=6, ge=1)
     # ISO 3166 region for phone numbers written without a country code (app and CRM).
     phone_default_region: str = "US"
 
