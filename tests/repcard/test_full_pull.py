@@ -22,14 +22,15 @@ async def test_a_full_pull_lands_every_entity_with_true_counts_and_foreign_keys(
     # Every child is linked to its parent (the sandbox's references are all valid).
     assert (
         await db.fetchval(
-            "SELECT count(*) FROM repcard_appointments WHERE customer_id IS NULL OR setter_id IS NULL"
-            " OR closer_id IS NULL"
+            "SELECT count(*) FROM repcard_appointments"
+            " WHERE customer_id IS NULL OR setter_id IS NULL OR closer_id IS NULL"
         )
         == 0
     )
     assert (
         await db.fetchval(
-            "SELECT count(*) FROM repcard_status_logs s JOIN repcard_customers c ON c.id = s.customer_id"
+            "SELECT count(*) FROM repcard_status_logs s"
+            " JOIN repcard_customers c ON c.id = s.customer_id"
         )
         == expected["status_logs"]
     )

@@ -51,7 +51,8 @@ async def test_an_incremental_pull_fetches_exactly_the_edited_and_added_records(
     assert await db.fetchval("SELECT count(*) FROM repcard_customers WHERE city = 'Tempe'") == 5
     assert (
         await db.fetchval(
-            "SELECT count(*) FROM repcard_appointments WHERE title = 'Follow-up' AND customer_id = $1",
+            "SELECT count(*) FROM repcard_appointments"
+            " WHERE title = 'Follow-up' AND customer_id = $1",
             edited[0],
         )
         == 3
