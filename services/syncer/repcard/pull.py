@@ -23,8 +23,8 @@ the run at once: the entity and every pending one ``failed`` with the reason.
 
 Windows (``from_date`` / ``to_date``, whole days, RepCard's only filter): ``full`` none;
 ``range`` the given dates; ``incremental`` from the entity's cursor (the day its last
-successful pull ran to; inclusive, so a record changed later that day is not missed)
-to today. Users and offices take no date filter and are pulled whole every time.
+successful pull ran to; inclusive, so a record changed later that day is not missed),
+with no end. Users and offices take no date filter and are pulled whole every time.
 """
 
 from __future__ import annotations
@@ -169,7 +169,10 @@ async def handle_repcard_chunk(event: CloudEvent, delivery: Delivery, deps: Sync
     )  # fmt: skip
     if plan_row is None or plan_row["status"] not in ("pending", "running"):
         return  # the run or the entity has ended (e.g. stopped by a 401)
-    start, end = plan_row["from_date"], plan_row["to_date"]
+    # to_date is sent for a range only: an open window misses nothing changed since the
+    # run began (to_date is still where the cursor moves on success).
+    start = plan_row["from_date"]
+    end = plan_row["to_date"] if plan_row["sync_type"] == "range" else None
     params = date_window(start, end) if entity.dated else {}
     if entity.name == "users":
         params = client.users_params()
