@@ -15,6 +15,7 @@ from aiohttp import web
 
 from services.golive_cli import COMMANDS as GOLIVE_COMMANDS
 from services.outbox_cli import outbox
+from services.repcard_cli import repcard
 from services.sandbox.crm_cli import seed_crm
 from services.scheduler.cli import jobs, runs, scheduler, trigger
 from shared.logging import configure_logging
@@ -169,6 +170,8 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
 
 for _command in (scheduler, jobs, trigger, runs, seed_crm, outbox, *GOLIVE_COMMANDS):
     main.add_command(_command)
+
+main.add_command(repcard)  # W5: crmsync repcard sync
 
 if __name__ == "__main__":
     main()

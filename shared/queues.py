@@ -17,6 +17,7 @@ from shared.messages.profiles import (
     PACKAGES_REFRESH,
     PACKAGES_REFRESH_STATUS,
 )
+from shared.messages.repcard import REPCARD_CHUNK
 from shared.topology import QueueSpec
 
 ORDERS = QueueSpec("syncer.orders", ("shopify.orders.*", "shopify.refunds.*", "commerce7.order.*"))
@@ -40,6 +41,8 @@ PACKAGES_CHUNKS = QueueSpec("syncer.packages.chunks", (PACKAGES_CHUNK,))
 PACKAGES_REFRESH_STATUS_QUEUE = QueueSpec(
     "syncer.packages.refresh_status", (PACKAGES_REFRESH_STATUS,)
 )
+# W5: chunks of a RepCard pull (pages of a list, customers' status logs).
+REPCARD_CHUNKS = QueueSpec("syncer.repcard.chunks", (REPCARD_CHUNK,))
 
 ALL = (
     ORDERS,
@@ -51,6 +54,7 @@ ALL = (
     PACKAGES_REFRESHES,
     PACKAGES_CHUNKS,
     PACKAGES_REFRESH_STATUS_QUEUE,
+    REPCARD_CHUNKS,
 )
 
 

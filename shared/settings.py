@@ -124,6 +124,19 @@ class ProviderSettings(BaseSettings):
     # Custom object type ids of the account (``2-…``, API.md §4); look them up once.
     hubspot_booking_object_type: str = "2-1001"
     hubspot_mock_exam_object_type: str = "2-1002"
+    # RepCard (reference/repcard/NOTES.md): https://app.repcard.com/api in production.
+    repcard_base_url: str = "http://127.0.0.1:8090/repcard"
+    repcard_api_key: SecretStr = SecretStr("sandbox-repcard-key")
+    # Sent as company_id on /users/minimal (NOTES.md: the SDK's REPCARD_COMPANY_ID).
+    repcard_company_id: str = "1"
+    # RepCard's limit is undocumented (NOTES.md): 100 requests per 10 s by default
+    # (why: shared/clients/repcard.py); one budget per API key, shared by all replicas.
+    repcard_rate_requests: float = Field(default=100.0, gt=0)
+    repcard_rate_period_s: float = Field(default=10.0, gt=0)
+    # Replicas sharing the budget above: each one paces at requests / replicas.
+    repcard_replicas: int = Field(default=1, ge=1)
+    # Records per page asked for (the SDK's default for customers and users, NOTES.md).
+    repcard_per_page: int = Field(default=100, ge=1, le=500)
 
 
 class IntakeSettings(CommonSettings):
@@ -204,6 +217,10 @@ class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
     crm_pool_max_size: int = 5
     # The CRM server cancels a statement running longer than this (ms); the sync retries.
     crm_statement_timeout_ms: int = 5000
+    # W5: RepCard chunks in flight per replica (each fetches a few pages at once), and
+    # tries per RepCard request (429s with Retry-After included) before a page fails.
+    repcard_prefetch: int = Field(default=4, ge=1)
+    repcard_max_tries: int = Field(default=6, ge=1)
     # ISO 3166 region for phone numbers written without a country code (app and CRM).
     phone_default_region: str = "US"
 
@@ -309,7 +326,8 @@ class SchedulerSettings(CommonSettings, OutboxSettings):
     job_enrollments_expire: JobSettings = JobSettings(cron="0 2 * * *", grace_s=43_200)
     job_packages_bulk_sync: JobSettings = JobSettings(cron="0 2 * * *", grace_s=21_600)
     job_hubspot_batch_sync: JobSettings = JobSettings(cron="0 */2 * * *")
-    job_repcard_sync: JobSettings = JobSettings(cron="0 3 * * *", grace_s=21_600, enabled=False)
+    # Daily at 02:00 UTC, incremental (the seed's schedule).
+    job_repcard_sync: JobSettings = JobSettings(cron="0 2 * * *", grace_s=21_600)
 
     @field_validator(*_JOB_FIELDS, mode="before")
     @classmethod

@@ -47,6 +47,7 @@ CLUSTER_VALUES = {
     "CRMSYNC_SHOPIFY_BASE_URL": "https://your-shop.myshopify.com",
     "CRMSYNC_COMMERCE7_BASE_URL": "https://api.commerce7.com/v1",
     "CRMSYNC_HUBSPOT_BASE_URL": "https://api.hubapi.com",
+    "CRMSYNC_REPCARD_BASE_URL": "https://app.repcard.com/api",
     "CRMSYNC_COMMERCE7_TENANTS": "",
     "CRMSYNC_HUBSPOT_REPLICAS": "8",
 }

@@ -1,7 +1,7 @@
 """The sandbox's aiohttp application: ``create_app(provider_settings) -> web.Application``.
 
 One app serves every provider under its own prefix (``/shopify``, ``/commerce7``,
-``/hubspot``; later ``/repcard``) plus the control API under ``/_sandbox``. A provider is one
+``/hubspot``, ``/repcard``) plus the control API under ``/_sandbox``. A provider is one
 module with ``setup(app)`` that adds its routes, its state (under a typed ``AppKey``),
 its reset and its default error body; the fault layer (:mod:`services.sandbox.faults`)
 is shared by all of them.
@@ -18,6 +18,7 @@ from services.sandbox import (
     faults,
     hubspot,
     hubspot_properties,
+    repcard,
     shopify,
     shopify_webhooks,
 )
@@ -45,4 +46,5 @@ def create_app(provider_settings: ProviderSettings | None = None) -> web.Applica
     hubspot_properties.setup(app)
     shopify_webhooks.setup(app)
     commerce7_webhooks.setup(app)
+    repcard.setup(app)  # W5 (issue 9)
     return app

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.scheduler.admin_repcard import needed_role, setup_repcard
 from services.scheduler.auth import Role, require_role
 from services.scheduler.history import (
     IdempotencyConflict,
@@ -26,6 +27,7 @@ from services.scheduler.history import (
 )
 from services.scheduler.jobs import Job
 from services.scheduler.keys import scheduler_key
+from shared.jobs import RepCardSyncParams
 from shared.problems import Problem, validation_problem
 
 log = structlog.get_logger(__name__)
@@ -181,6 +183,8 @@ async def trigger_run(request: web.Request) -> web.Response:
         params = job.params.model_validate(body)
     except ValidationError as exc:
         raise validation_problem(exc) from exc
+    if isinstance(params, RepCardSyncParams):  # a full RepCard pull needs admin
+        require_role(request, needed_role(params))
     who = _text_header(request, "X-Triggered-By", MAX_TRIGGERED_BY) or DEFAULT_TRIGGERED_BY
     key = _text_header(request, "Idempotency-Key", MAX_IDEMPOTENCY_KEY) or None
     try:
@@ -228,3 +232,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/jobs/{name}/runs", trigger_run)
     app.router.add_get("/v1/runs", all_runs)
     app.router.add_get("/v1/runs/{id}", one_run)
+    setup_repcard(app)  # W5: /v1/repcard/sync

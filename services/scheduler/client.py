@@ -83,6 +83,10 @@ class AdminClient:
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise AdminApiError(f"cannot reach the admin API at {self.url} ({exc})") from exc
 
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any admin API route: the JSON body; raises :class:`AdminApiError` on >= 400."""
+        return await self._call(method, path, **kwargs)
+
     async def jobs(self) -> list[dict[str, Any]]:
         body = await self._call("GET", "/v1/jobs")
         return list(body["jobs"])

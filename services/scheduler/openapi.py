@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from services.scheduler.admin_repcard import repcard_paths
 from services.scheduler.doctor import doctor_paths
 from services.scheduler.jobs import Job
 from shared.openapi import PROBLEM_SCHEMA, operational_paths, problem
@@ -252,6 +253,7 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
                 }
             },
             **doctor_paths(),
+            **repcard_paths(),
             **operational_paths("Postgres and RabbitMQ"),
         },
         "components": {

@@ -10,6 +10,7 @@ from services.syncer.packages.crm import CrmReader
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
 from shared.clients.hubspot import HubSpotClient
+from shared.clients.repcard import RepCardClient
 from shared.clients.shopify import ShopifyClient
 from shared.coalesce import Coalescer
 from shared.settings import SyncerSettings
@@ -24,5 +25,7 @@ class SyncerDeps:
     hubspot: HubSpotClient
     crm: CrmReader
     broker: Broker
+    # W5: RepCard's read API (this replica's share of the key's budget).
+    repcard: RepCardClient
     # Credit changes waiting to reach HubSpot together (set up by the syncer).
     contact_pushes: Coalescer[int] = field(init=False)

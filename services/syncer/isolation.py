@@ -19,6 +19,7 @@ from typing import Any
 from services.syncer.consumers.packages import fail_refresh
 from services.syncer.consumers.packages_bulk import on_chunk_dead_letter
 from services.syncer.deps import SyncerDeps
+from services.syncer.repcard.pull import on_repcard_chunk_dead_letter
 from shared import queues
 from shared.clients.hubspot import MAX_BATCH_INPUTS
 from shared.consumer import DeadLetterHook, Delivery
@@ -53,6 +54,7 @@ def dead_letter_hooks() -> dict[str, DepsDeadLetterHook]:
     }
     hooks[queues.PACKAGES_CHUNKS.name] = on_chunk_dead_letter
     hooks[queues.PACKAGES_REFRESHES.name] = _fail_refresh
+    hooks[queues.REPCARD_CHUNKS.name] = on_repcard_chunk_dead_letter
     return hooks
 
 
@@ -66,6 +68,9 @@ def queue_prefetch(settings: SyncerSettings, spec: QueueSpec) -> int:
         return named
     if spec.name == queues.HUBSPOT_CONTACTS.name:
         return max(settings.hubspot_push_prefetch, MAX_BATCH_INPUTS)
+    if spec.name == queues.REPCARD_CHUNKS.name:
+        # Each chunk waits on the RepCard budget: few in flight keep them within deadline.
+        return settings.repcard_prefetch
     return settings.prefetch_count
 
 

@@ -41,16 +41,24 @@ from services.syncer.isolation import (
     queue_prefetch,
 )
 from services.syncer.packages.crm import CrmReader, create_crm_pool
+from services.syncer.repcard.pull import handle_repcard_chunk, handle_repcard_sync
 from shared import queues
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
 from shared.clients.hubspot import MAX_BATCH_INPUTS, HubSpotClient
+from shared.clients.repcard import RepCardClient
 from shared.clients.shopify import ShopifyClient
 from shared.coalesce import Coalescer
 from shared.consumer import Consumer, Delivery, Handler
 from shared.errors import BrokerUnavailableError
 from shared.events import CloudEvent
-from shared.jobs import ENROLLMENTS_EXPIRE, HUBSPOT_BATCH_SYNC, JOB_QUEUES, PACKAGES_BULK_SYNC
+from shared.jobs import (
+    ENROLLMENTS_EXPIRE,
+    HUBSPOT_BATCH_SYNC,
+    JOB_QUEUES,
+    PACKAGES_BULK_SYNC,
+    REPCARD_SYNC,
+)
 from shared.metrics import metrics_handler
 from shared.outbox import OutboxRelay, OutboxRetry
 from shared.postgres import Postgres
@@ -104,6 +112,7 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
         (queues.PACKAGES_REFRESHES, handle_refresh),
         (queues.PACKAGES_REFRESH_STATUS_QUEUE, handle_refresh_status),
         (queues.PACKAGES_CHUNKS, handle_packages_chunk),
+        (queues.REPCARD_CHUNKS, handle_repcard_chunk),
     ):
         plan.append(
             (
@@ -129,6 +138,7 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
         (ENROLLMENTS_EXPIRE, handle_enrollments_expire),
         (HUBSPOT_BATCH_SYNC, handle_hubspot_batch_sync),
         (PACKAGES_BULK_SYNC, handle_packages_bulk_sync),
+        (REPCARD_SYNC, handle_repcard_sync),
     )
     for job, job_handler in job_handlers:
         plan.append(
@@ -220,6 +230,7 @@ class Syncer:
             shopify=ShopifyClient.from_settings(self._http, s, max_tries=1),
             commerce7=Commerce7Client.from_settings(self._http, s, max_tries=1),
             hubspot=HubSpotClient.from_settings(self._http, s),
+            repcard=RepCardClient.from_settings(self._http, s, max_tries=s.repcard_max_tries),
         )
         deps.contact_pushes = Coalescer(
             lambda ids: flush_contact_pushes(deps, ids),

@@ -11,6 +11,7 @@ from shared.doctor.broker import check_rabbitmq
 from shared.doctor.database import check_crm_views, check_postgres
 from shared.doctor.inputs import DoctorInputs
 from shared.doctor.providers import check_commerce7, check_hubspot, check_shopify
+from shared.doctor.repcard import check_repcard
 from shared.doctor.report import Check, DoctorReport, Status
 from shared.doctor.secrets import check_secrets
 
@@ -31,6 +32,7 @@ _GROUPS = {
         ("commerce7.credentials", "Commerce7 credentials"),
         ("commerce7.webhooks", "Commerce7 web hooks"),
     ),
+    "repcard": (("repcard.credentials", "RepCard credentials"),),
     "crm_views": (("crm_views", "CRM views"),),
 }
 
@@ -48,6 +50,7 @@ async def run_doctor(inputs: DoctorInputs) -> DoctorReport:
             "hubspot": lambda: check_hubspot(http, syncer),
             "shopify": lambda: check_shopify(http, syncer),
             "commerce7": lambda: check_commerce7(http, syncer, inputs.intake),
+            "repcard": lambda: check_repcard(http, syncer),
             "crm_views": lambda: check_crm_views(syncer.crm_database_url),
         }
         results = await asyncio.gather(

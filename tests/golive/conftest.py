@@ -37,6 +37,7 @@ def sandbox_env(sandbox: str, **extra: str) -> dict[str, str]:
         "CRMSYNC_SHOPIFY_BASE_URL": f"{sandbox}/shopify",
         "CRMSYNC_COMMERCE7_BASE_URL": f"{sandbox}/commerce7/v1",
         "CRMSYNC_HUBSPOT_BASE_URL": f"{sandbox}/hubspot",
+        "CRMSYNC_REPCARD_BASE_URL": f"{sandbox}/repcard",
         "CRMSYNC_AMQP_URL": AMQP_URL,
         "CRMSYNC_LOG_FORMAT": "json",
         **extra,

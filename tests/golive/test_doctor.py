@@ -93,7 +93,7 @@ def failing(report: DoctorReport) -> list[str]:
 ALL_CHECKS = [
     "postgres", "migrations", "rabbitmq", "queues", "hubspot.credentials", "hubspot.schema",
     "shopify.credentials", "shopify.webhooks", "commerce7.credentials", "commerce7.webhooks",
-    "crm_views", "secrets",
+    "repcard.credentials", "crm_views", "secrets",
 ]  # fmt: skip
 
 
@@ -115,6 +115,16 @@ async def test_the_cli_prints_a_line_per_check_and_exits_0(deployment: Deploymen
     status, out, _ = await run_cli("doctor", "--json", env=deployment.env())
     assert status == 0
     assert json.loads(out)["ok"] is True
+
+
+async def test_a_wrong_repcard_key_fails_that_line_alone(deployment: Deployment) -> None:
+    inputs = deployment.inputs(syncer={"repcard_api_key": SecretStr("not-the-key")})
+    report = await run_doctor(inputs)
+    assert failing(report) == ["repcard.credentials"]
+    line = report.by_name("repcard.credentials")
+    assert "HTTP 401" in line.detail and "refused the API key" in line.detail
+    assert "CRMSYNC_REPCARD_API_KEY" in line.hint
+    assert "not-the-key" not in json.dumps(report.to_json())
 
 
 async def test_a_wrong_hubspot_token_fails_that_line_alone(deployment: Deployment) -> None:

@@ -15,6 +15,7 @@ from services.syncer.main import consumer_plan
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
 from shared.clients.hubspot import HubSpotClient
+from shared.clients.repcard import RepCardClient
 from shared.clients.shopify import ShopifyClient
 from shared.consumer import Delivery
 from shared.db import create_pool
@@ -47,6 +48,7 @@ async def direct_deps(settings: Any, http: aiohttp.ClientSession) -> AsyncIterat
             hubspot=HubSpotClient.from_settings(http, settings),
             crm=None,  # type: ignore[arg-type]  # membership handlers never read the CRM
             broker=broker,
+            repcard=RepCardClient.from_settings(http, settings),
         )
     finally:
         await broker.close()
