@@ -40,7 +40,7 @@ class Coalescer(Generic[K]):
         window_s: a quiet gap, in seconds: a batch is flushed once no key has joined it
             for this long.
         max_wait_s: the longest the oldest key waits while keys keep arriving, in
-            seconds; 5 times ``window_s`` by default.
+            seconds; 10 times ``window_s`` by default.
     """
 
     def __init__(
@@ -54,7 +54,7 @@ class Coalescer(Generic[K]):
         self.flush = flush
         self.max_batch = max_batch
         self.window_s = window_s
-        self.max_wait_s = 5 * window_s if max_wait_s is None else max_wait_s
+        self.max_wait_s = 10 * window_s if max_wait_s is None else max_wait_s
         self._pending: dict[K, list[asyncio.Future[None]]] = {}
         # loop times at which the oldest and the newest pending key arrived
         self._oldest_at = 0.0
