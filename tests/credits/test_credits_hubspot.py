@@ -15,7 +15,10 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture
 async def app_intake(make_intake, namespace) -> str:
-    return await make_intake(intake_settings(namespace, api_keys={"booking-api": KEY}))
+    # A generous confirm deadline: a host loaded several times over (parallel workers)
+    # can keep RabbitMQ from confirming 250 publishes within the 3 s default.
+    settings = intake_settings(namespace, api_keys={"booking-api": KEY}, publish_timeout_s=30)
+    return await make_intake(settings)
 
 
 def notification(version: int, *, student: str = "st-17", **credits: int) -> dict[str, Any]:
