@@ -49,6 +49,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import _pgstat
 import aiohttp
 import asyncpg
 from _common import RESULTS, CpuMeter, idle_percent, percentile, pid_of
@@ -228,12 +229,14 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 pids["rabbitmq"] = broker
             meter, postgres = CpuMeter(pids), PostgresCpu()
             await asyncio.sleep(max(0.0, t0 + args.warmup - time.monotonic()))
+            has_pgstat = await _pgstat.reset(database)
             meter.start()
             postgres.start()
             metrics0 = await _syncer_metrics(syncer.url, stack.namespace)
             await asyncio.sleep(max(0.0, t0 + args.warmup + args.duration - time.monotonic()))
             meter.stop()
             pg_cpu = postgres.stop()
+            statements = await _pgstat.read(database) if has_pgstat else None
             metrics1 = await _syncer_metrics(syncer.url, stack.namespace)
             kind, records = await asyncio.to_thread(receive.recv)
             assert kind == "done"
@@ -280,6 +283,12 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         if handled
         else None,
     }
+    # CPU of the crmsync path (intake, syncer, RabbitMQ, Postgres) per notification.
+    path_cpu = sum(cpu.get(k, 0.0) for k in ("intake", "syncer", "rabbitmq", "postgres"))
+    syncer_figures["path_cpu_ms_per_notification"] = (
+        round(10 * path_cpu * args.duration / handled, 3) if handled else None
+    )
+    syncer_figures["sql"] = _pgstat.per_unit(statements, int(handled)) if statements else None
     # Each second of the measured window (by scheduled send time): p50 and p99 to commit.
     by_second: dict[int, list[float]] = {}
     for r in measured:
@@ -459,6 +468,9 @@ def report(r: dict[str, Any]) -> str:
             f"  syncer (credits queue, measured window): {sq['handled']:,} handled, handler "
             f"mean {sq['handler_mean_ms']} ms, queue lag (event time → handler start) mean "
             f"{sq['queue_lag_mean_ms']} ms",
+            f"  CPU per notification (intake + syncer + RabbitMQ + Postgres): "
+            f"{sq.get('path_cpu_ms_per_notification')} ms",
+            *_sql_lines(sq.get("sql")),
             "  p99 to commit by second: "
             + " ".join(f"{x['p99_ms']:.0f}" for x in m["per_second"])
             + " ms",
@@ -486,6 +498,22 @@ def report(r: dict[str, Any]) -> str:
             f"ran {r['elapsed_s']:.0f} s",
         ]
     )
+
+
+def _sql_lines(sql: dict[str, Any] | None) -> list[str]:
+    if not sql:
+        return [
+            "  SQL statements per notification: n/a (the server does not preload "
+            "pg_stat_statements; see bench/README.md)"
+        ]
+    return [
+        f"  SQL statements per notification (all of crmsync's, pg_stat_statements): "
+        f"{sql['statements_per_unit']}, Postgres execution {sql['exec_ms_per_unit']} ms",
+        *(
+            f"    {t['per_unit']:>6} x {t['exec_ms'] / max(t['calls'], 1):.3f} ms  {t['query']}"
+            for t in sql["top"]
+        ),
+    ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -133,6 +133,22 @@ class _TimedAcquire:
         return self._pool._timed_acquire(self._wait_s, self._slots).__await__()
 
 
+class LeanConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
+    """A pooled connection released without asyncpg's session reset.
+
+    asyncpg runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    on every release: four statements and a round trip per acquire, 9 of the 23
+    statements per credit notification measured in issue 11. crmsync's pooled
+    connections keep no session state (no LISTEN, cursors outside a transaction,
+    ``SET`` without ``LOCAL`` or session advisory locks: migrations use a connection of
+    their own), so there is nothing to reset. An open transaction is still rolled back
+    on release (asyncpg always does that).
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -167,7 +183,7 @@ async def create_pool(
         max_inactive_connection_lifetime=kwargs.pop("max_inactive_connection_lifetime", 300.0),
         init=_init_connection,
         loop=None,
-        connection_class=kwargs.pop("connection_class", asyncpg.Connection),
+        connection_class=kwargs.pop("connection_class", LeanConnection),
         record_class=kwargs.pop("record_class", asyncpg.Record),
         **kwargs,
     )

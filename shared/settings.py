@@ -207,7 +207,8 @@ class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
     outbox_poll_s: float = 0.05
     # Grace period for in-flight handlers on SIGTERM.
     shutdown_grace_s: float = 20.0
-    # Credit changes wait at most this long (seconds) to share one HubSpot batch call.
+    # Credit changes share one HubSpot batch call: a batch goes once no change has joined it
+    # for this long (seconds), after 10 times this at most, one call in flight at a time.
     hubspot_push_window_s: float = 0.2
     # Unacked contact pushes per replica: at least 100 so a batch call can be full.
     hubspot_push_prefetch: int = 200

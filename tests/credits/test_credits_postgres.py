@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -143,3 +144,40 @@ async def test_two_backends_keys_do_not_collide(http, make_intake, namespace, sy
     same = notification(1, key="same-key")
     assert (await post(http, url, same, {"Authorization": "Bearer key-a"}))[1]["id"] == "a:same-key"
     assert (await post(http, url, same, {"Authorization": "Bearer key-b"}))[1]["id"] == "b:same-key"
+
+
+async def test_a_known_contact_gets_balance_audit_and_push_and_learns_a_new_key(
+    http, app_intake, syncer, db
+) -> None:
+    # First notification creates the contact without a HubSpot id.
+    first = notification(1, key="k1", sj_credits=4)
+    del first["contact"]["hubspotId"]
+    assert (await post(http, app_intake, first))[0] == 202
+    await eventually(lambda: db.fetchval("SELECT count(*) = 1 FROM processed_messages"))
+    # Known contact, every key known: the one-statement path (services/syncer/credits_fast.py).
+    second = notification(2, key="k2", sj_credits=2)
+    del second["contact"]["hubspotId"]
+    assert (await post(http, app_intake, second))[0] == 202
+    await eventually(lambda: db.fetchval("SELECT count(*) = 2 FROM processed_messages"))
+    assert await balances(db) == {"sj_credits": 2}
+    contact = await db.fetchrow("SELECT * FROM contacts")
+    assert contact["change_version"] == 3 and contact["hubspot_id"] is None
+    audit = await db.fetch("SELECT * FROM audit_log ORDER BY entity_version")
+    assert [a["entity_version"] for a in audit] == [2, 3]
+    assert audit[1]["details"] == {
+        "reason": "booking_created", "credits": {"sj_credits": 2}, "appVersion": 2
+    }  # fmt: skip
+    pushes = await db.fetch("SELECT event_id, headers, body FROM outbox ORDER BY id")
+    assert [p["event_id"] for p in pushes] == [
+        f"contact-push-{contact['id']}-2", f"contact-push-{contact['id']}-3"
+    ]  # fmt: skip
+    assert pushes[1]["headers"]["cloudEvents:id"] == f"contact-push-{contact['id']}-3"
+    assert pushes[1]["headers"]["cloudEvents:subject"] == str(contact["id"])
+    assert pushes[1]["headers"]["cloudEvents:type"] == "hubspot.contact.push"
+    assert pushes[1]["headers"].keys() == pushes[0]["headers"].keys()
+    assert json.loads(pushes[1]["body"]) == {"contactId": contact["id"]}
+    # A HubSpot id to learn: the transactional path fills it in.
+    assert (await post(http, app_intake, notification(3, key="k3", sj_credits=1)))[0] == 202
+    await eventually(lambda: db.fetchval("SELECT count(*) = 3 FROM processed_messages"))
+    assert await db.fetchval("SELECT hubspot_id FROM contacts") == "90101"
+    assert await balances(db) == {"sj_credits": 1}

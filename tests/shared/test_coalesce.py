@@ -61,3 +61,50 @@ async def test_a_lone_submit_is_flushed_when_the_window_ends() -> None:
     coalescer = Coalescer(flush, window_s=0.05)
     await asyncio.wait_for(coalescer.submit(1), timeout=5)
     assert coalescer.flushes == 1
+
+
+async def test_one_flush_is_in_flight_and_the_next_batch_gathers_meanwhile() -> None:
+    calls: list[list[int]] = []
+    in_flight = 0
+    most_in_flight = 0
+    release = asyncio.Event()
+
+    async def flush(keys: list[int]) -> dict[int, BaseException | None]:
+        nonlocal in_flight, most_in_flight
+        calls.append(keys)
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        if len(calls) == 1:
+            await release.wait()  # a slow provider call
+        in_flight -= 1
+        return {}
+
+    coalescer = Coalescer(flush, max_batch=100, window_s=0.01)
+    first = asyncio.create_task(coalescer.submit(0))
+    while not calls:  # the first flush has started and hangs
+        await asyncio.sleep(0.005)
+    # 40 keys trickle in over many windows, among them the key on the wire.
+    later = []
+    for i in range(40):
+        later.append(asyncio.create_task(coalescer.submit(i)))
+        await asyncio.sleep(0.002)
+    assert len(calls) == 1
+    release.set()
+    await asyncio.gather(first, *later)
+    assert most_in_flight == 1
+    assert calls == [[0], list(range(40))]
+
+
+async def test_drain_flushes_everything_waiting() -> None:
+    calls: list[list[int]] = []
+
+    async def flush(keys: list[int]) -> dict[int, BaseException | None]:
+        calls.append(keys)
+        return {}
+
+    coalescer = Coalescer(flush, max_batch=100, window_s=60)
+    waiters = [asyncio.create_task(coalescer.submit(i)) for i in range(150)]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(coalescer.drain(), timeout=5)
+    await asyncio.gather(*waiters)
+    assert [len(c) for c in calls] == [100, 50]

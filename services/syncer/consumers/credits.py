@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 
 from services.syncer.contacts import resolve_contact
+from services.syncer.credits_fast import apply_fast, can_take_fast_path
 from services.syncer.deps import SyncerDeps
 from shared.consumer import Delivery
 from shared.db import claim_message
@@ -88,6 +89,19 @@ async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps
     """
     note = event.data_as(CreditsNotification)
     changes = note.changes()
+    if can_take_fast_path(note):
+        fast = await apply_fast(deps.pool, CREDITS.name, changes[0], note, event)
+        if fast.found:
+            if not fast.claimed:
+                log.info("credits.duplicate_ignored")
+            else:
+                log.info(
+                    "credits.applied",
+                    contacts=1,
+                    changed=int(bool(fast.changed)),
+                    reason=note.reason,
+                )
+            return
     async with deps.pool.acquire() as conn, conn.transaction():
         if not await claim_message(conn, CREDITS.name, event.id):
             log.info("credits.duplicate_ignored")

@@ -2,8 +2,9 @@
 
 Each message names a contact whose balances changed. Handlers hand the contact id
 to the syncer's :class:`~shared.coalesce.Coalescer`, which sends up to 100 contacts
-per HubSpot batch call after a short window (``CRMSYNC_HUBSPOT_PUSH_WINDOW_S``,
-200 ms by default): under load, one call per 100 notifications, never one each.
+per HubSpot batch call once the batch has been quiet for ``CRMSYNC_HUBSPOT_PUSH_WINDOW_S``
+(200 ms by default; 10 times that at most), one call in flight at a time: under load,
+one call per 100 notifications, never one each.
 The message is acked only after HubSpot answered for its contact. A record HubSpot
 refuses (207) keeps its error on the contact row and is retried by the next batch
 sync; a whole call that fails (5xx, 429 after retries) retries the messages.
