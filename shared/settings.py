@@ -92,6 +92,14 @@ class OutboxSettings(BaseSettings):
     outbox_retry_max_s: float = Field(default=300.0, gt=0)
 
 
+# The path of each provider's API on the sandbox (services/sandbox/app.py).
+_SANDBOX_PATHS = {
+    "shopify_base_url": "/shopify",
+    "commerce7_base_url": "/commerce7/v1",
+    "hubspot_base_url": "/hubspot",
+}
+
+
 class ProviderSettings(BaseSettings):
     """Base URLs and credentials of the providers (the local sandbox by default)."""
 
@@ -99,12 +107,16 @@ class ProviderSettings(BaseSettings):
         env_prefix="CRMSYNC_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
-    shopify_base_url: str = "http://127.0.0.1:8090/shopify"
+    # Where the local sandbox answers; each provider base URL left unset is derived from
+    # it (``<sandbox_url>/shopify``, ``/commerce7/v1``, ``/hubspot``), so moving the
+    # sandbox is one setting. An explicit ``CRMSYNC_*_BASE_URL`` always wins.
+    sandbox_url: str = "http://127.0.0.1:8090"
+    shopify_base_url: str = ""
     shopify_api_version: str = "2026-07"
     shopify_access_token: SecretStr = SecretStr("sandbox-shopify-token")
     # Shopify REST allows 2 requests/s on a standard plan (ADMIN_API.md §C).
     shopify_rate_per_s: float = 2.0
-    commerce7_base_url: str = "http://127.0.0.1:8090/commerce7/v1"
+    commerce7_base_url: str = ""
     commerce7_app_id: str = "crmsync-sandbox"
     commerce7_app_secret: SecretStr = SecretStr("sandbox-commerce7-secret")
     commerce7_rate_per_s: float = 5.0
@@ -113,7 +125,7 @@ class ProviderSettings(BaseSettings):
     # Commerce7 requires a reason from its own list when cancelling (NOTES.md §4).
     commerce7_cancellation_reason: str = "Other"
     http_timeout_s: float = 10.0
-    hubspot_base_url: str = "http://127.0.0.1:8090/hubspot"
+    hubspot_base_url: str = ""
     hubspot_access_token: SecretStr = SecretStr("sandbox-hubspot-token")
     # HubSpot private apps: 190 requests / 10 s (Professional, Enterprise), 100 on Free and
     # Starter (reference/hubspot/LIMITS.md §1); one budget per app, shared by all replicas.
@@ -123,6 +135,14 @@ class ProviderSettings(BaseSettings):
     # Custom object type ids of the account (``2-…``, API.md §4); look them up once.
     hubspot_booking_object_type: str = "2-1001"
     hubspot_mock_exam_object_type: str = "2-1002"
+
+    @model_validator(mode="after")
+    def _derive_sandbox_urls(self) -> ProviderSettings:
+        base = self.sandbox_url.rstrip("/")
+        for field, suffix in _SANDBOX_PATHS.items():
+            if not getattr(self, field):
+                setattr(self, field, base + suffix)
+        return self
 
 
 class IntakeSettings(CommonSettings):
