@@ -292,6 +292,7 @@ _JOB_FIELDS = (
     "job_packages_bulk_sync",
     "job_hubspot_batch_sync",
     "job_repcard_sync",
+    "job_hubspot_drift_check",
 )
 
 
@@ -329,6 +330,8 @@ class SchedulerSettings(CommonSettings, OutboxSettings):
     job_packages_bulk_sync: JobSettings = JobSettings(cron="0 2 * * *", grace_s=21_600)
     job_hubspot_batch_sync: JobSettings = JobSettings(cron="0 */2 * * *")
     job_repcard_sync: JobSettings = JobSettings(cron="0 3 * * *", grace_s=21_600, enabled=False)
+    # Daily, after the night's batch syncs; it reads HubSpot within the shared budget.
+    job_hubspot_drift_check: JobSettings = JobSettings(cron="30 4 * * *", grace_s=21_600)
 
     @field_validator(*_JOB_FIELDS, mode="before")
     @classmethod

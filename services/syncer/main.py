@@ -26,6 +26,7 @@ from services.syncer.consumers.bookings import handle_booking
 from services.syncer.consumers.credits import handle_credits
 from services.syncer.consumers.expiry import handle_enrollments_expire
 from services.syncer.consumers.hubspot_contacts import flush_contact_pushes, handle_contact_push
+from services.syncer.consumers.hubspot_drift import handle_hubspot_drift_check
 from services.syncer.consumers.hubspot_sync import handle_hubspot_batch_sync
 from services.syncer.consumers.membership_actions import handle_membership_action
 from services.syncer.consumers.orders import handle_order
@@ -49,7 +50,13 @@ from shared.clients.shopify import ShopifyClient
 from shared.coalesce import Coalescer
 from shared.consumer import Consumer, Delivery, Handler
 from shared.events import CloudEvent
-from shared.jobs import ENROLLMENTS_EXPIRE, HUBSPOT_BATCH_SYNC, JOB_QUEUES, PACKAGES_BULK_SYNC
+from shared.jobs import (
+    ENROLLMENTS_EXPIRE,
+    HUBSPOT_BATCH_SYNC,
+    HUBSPOT_DRIFT_CHECK,
+    JOB_QUEUES,
+    PACKAGES_BULK_SYNC,
+)
 from shared.metrics import metrics_handler
 from shared.outbox import OutboxRelay, OutboxRetry
 from shared.postgres import Postgres
@@ -127,6 +134,7 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
     job_handlers: tuple[tuple[str, DepsHandler], ...] = (
         (ENROLLMENTS_EXPIRE, handle_enrollments_expire),
         (HUBSPOT_BATCH_SYNC, handle_hubspot_batch_sync),
+        (HUBSPOT_DRIFT_CHECK, handle_hubspot_drift_check),
         (PACKAGES_BULK_SYNC, handle_packages_bulk_sync),
     )
     for job, job_handler in job_handlers:
