@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -27,6 +28,19 @@ from shared.settings import (
     SyncerSettings,
     exit_if_unsafe,
 )
+
+
+def _serve_or_exit(
+    service: str, setting: str, host: str, port: int, serve: Callable[[], None]
+) -> None:
+    """Run ``serve`` (which listens on ``host:port``); a port already in use is one line
+    on stderr and exit status 1, checked before anything starts."""
+    from services.devrun import Listen, port_in_use
+
+    if problem := port_in_use(Listen(service, host, port, setting)):
+        click.echo(problem.replace("crmsync dev:", f"crmsync {service}:", 1), err=True)
+        sys.exit(1)
+    serve()
 
 
 def _logging(settings: CommonSettings | SandboxSettings, service: str) -> None:
@@ -63,13 +77,20 @@ def intake(host: str | None, port: int | None) -> None:
     settings = IntakeSettings()
     exit_if_unsafe(settings, "intake")
     _logging(settings, "intake")
-    web.run_app(
-        create_app(settings),
-        host=host or settings.intake_host,
-        port=port or settings.intake_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
+    host, port = host or settings.intake_host, port or settings.intake_port
+    _serve_or_exit(
+        "intake",
+        "CRMSYNC_INTAKE_PORT",
+        host,
+        port,
+        lambda: web.run_app(
+            create_app(settings),
+            host=host,
+            port=port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=10,
+        ),
     )
 
 
@@ -83,7 +104,14 @@ def syncer(host: str | None, port: int | None) -> None:
     settings = SyncerSettings()
     exit_if_unsafe(settings, "syncer")
     _logging(settings, "syncer")
-    asyncio.run(serve(settings, host or settings.syncer_host, port or settings.syncer_port))
+    host, port = host or settings.syncer_host, port or settings.syncer_port
+    _serve_or_exit(
+        "syncer",
+        "CRMSYNC_SYNCER_PORT",
+        host,
+        port,
+        lambda: asyncio.run(serve(settings, host, port)),
+    )
 
 
 @main.command()
@@ -95,12 +123,23 @@ def sandbox(host: str | None, port: int | None) -> None:
 
     settings = SandboxSettings()
     _logging(settings, "sandbox")
-    web.run_app(
-        create_app(ProviderSettings()),
-        host=host or settings.sandbox_host,
-        port=port or settings.sandbox_port,
-        access_log=None,
-        print=None,
+    import structlog
+
+    bind = (host or settings.sandbox_host, port or settings.sandbox_port)
+    structlog.get_logger("services.sandbox").info(
+        "sandbox.starting", url=f"http://{bind[0]}:{bind[1]}", control="/_sandbox, /healthz"
+    )
+    _serve_or_exit(
+        "sandbox",
+        "CRMSYNC_SANDBOX_PORT",
+        *bind,
+        lambda: web.run_app(
+            create_app(ProviderSettings()),
+            host=bind[0],
+            port=bind[1],
+            access_log=None,
+            print=None,
+        ),
     )
 
 
@@ -109,9 +148,50 @@ def sandbox(host: str | None, port: int | None) -> None:
 @click.option("--syncers", type=int, default=1, show_default=True, help="Syncer replicas.")
 def dev(with_sandbox: bool, syncers: int) -> None:
     """Migrate, then run sandbox, intake, syncer(s) and scheduler in the foreground."""
-    from services.devrun import run_dev
+    from services.devrun import SYNCER_PORT_STEP, Listen, run_dev
+    from shared.settings import SchedulerSettings
 
-    sys.exit(asyncio.run(run_dev(with_sandbox=with_sandbox, syncers=syncers)))
+    intake_settings, syncer_settings = IntakeSettings(), SyncerSettings()
+    scheduler_settings, sandbox_settings = SchedulerSettings(), SandboxSettings()
+    listens = [
+        Listen(
+            "intake", intake_settings.intake_host, intake_settings.intake_port,
+            "CRMSYNC_INTAKE_PORT",
+        ),
+        Listen(
+            "scheduler", scheduler_settings.scheduler_host, scheduler_settings.scheduler_port,
+            "CRMSYNC_SCHEDULER_PORT",
+        ),
+    ]  # fmt: skip
+    listens += [
+        Listen(
+            f"syncer {i + 1}",
+            syncer_settings.syncer_host,
+            syncer_settings.syncer_port + i * SYNCER_PORT_STEP,
+            "CRMSYNC_SYNCER_PORT",
+        )
+        for i in range(syncers)
+    ]
+    if with_sandbox:
+        listens.append(
+            Listen(
+                "sandbox", sandbox_settings.sandbox_host, sandbox_settings.sandbox_port,
+                "CRMSYNC_SANDBOX_PORT",
+            )
+        )  # fmt: skip
+    from services.devrun import management_hint
+
+    if hint := management_hint(syncer_settings.amqp_url.get_secret_value()):
+        click.echo(hint)
+    code = asyncio.run(
+        run_dev(
+            with_sandbox=with_sandbox,
+            syncers=syncers,
+            syncer_port=syncer_settings.syncer_port,
+            listens=listens,
+        )
+    )
+    sys.exit(code)
 
 
 @main.command("send-webhook")
@@ -120,9 +200,15 @@ def dev(with_sandbox: bool, syncers: int) -> None:
     "--provider", type=click.Choice(["shopify", "commerce7"]), default="shopify", show_default=True
 )
 @click.option("--topic", default="orders/paid", show_default=True, help="Shopify topic.")
-@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Intake base URL.")
+@click.option(
+    "--url",
+    default=None,
+    help="Intake base URL [default: http://127.0.0.1:<CRMSYNC_INTAKE_PORT>, 8080].",
+)
 @click.option("--webhook-id", default=None, help="X-Shopify-Webhook-Id [default: a new UUID].")
-def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: str | None) -> None:
+def send_webhook(
+    file: Path, provider: str, topic: str, url: str | None, webhook_id: str | None
+) -> None:
     """Sign FILE's exact bytes as the provider would and POST it to intake.
 
     Shopify: HMAC with CRMSYNC_SHOPIFY_WEBHOOK_SECRET. Commerce7: Basic auth with
@@ -132,8 +218,9 @@ def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: st
 
     body = file.read_bytes()
     headers = {"Content-Type": "application/json"}
+    settings = IntakeSettings()
+    url = url or intake_url(settings)
     if provider == "shopify":
-        settings = IntakeSettings()
         headers |= {
             "X-Shopify-Topic": topic,
             "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
@@ -145,7 +232,6 @@ def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: st
         }
         path = "/webhooks/shopify"
     else:
-        settings = IntakeSettings()
         if settings.commerce7_webhook_username:
             import base64
 
@@ -156,6 +242,15 @@ def send_webhook(file: Path, provider: str, topic: str, url: str, webhook_id: st
     status, text = asyncio.run(_post(url.rstrip("/") + path, body, headers))
     click.echo(f"{status} {text}")
     sys.exit(0 if 200 <= status < 300 else 1)
+
+
+def intake_url(settings: IntakeSettings) -> str:
+    """Where this machine reaches intake: ``CRMSYNC_INTAKE_HOST`` (127.0.0.1 when it
+    listens on every interface) and ``CRMSYNC_INTAKE_PORT``."""
+    host = settings.intake_host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, not a bind
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.intake_port}"
 
 
 async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:

@@ -25,6 +25,7 @@ ENROLLMENTS_EXPIRE = "enrollments.expire"
 PACKAGES_BULK_SYNC = "packages.bulk_sync"
 HUBSPOT_BATCH_SYNC = "hubspot.batch_sync"
 REPCARD_SYNC = "repcard.sync"
+HUBSPOT_DRIFT_CHECK = "hubspot.drift_check"
 
 Trigger = Literal["schedule", "manual"]
 
@@ -89,6 +90,25 @@ class HubSpotBatchSyncParams(JobParams):
     batch_size: Annotated[int, Field(ge=1, le=100), BeforeValidator(json_integer)] = Field(
         default=100, alias="batchSize"
     )
+
+
+class HubSpotDriftCheckParams(JobParams):
+    """Read contacts' credit balances back from HubSpot and compare them with Postgres.
+
+    Attributes:
+        repair: re-queue a push (through the outbox) of every drifted or missing
+            contact, so HubSpot gets Postgres's balances again.
+        batch_size: contacts per HubSpot batch read (``batchSize``, 1-100, HubSpot's limit).
+        max_contacts: check at most this many contacts (``maxContacts``); all by default.
+    """
+
+    repair: bool = Field(default=False, strict=True)
+    batch_size: Annotated[int, Field(ge=1, le=100), BeforeValidator(json_integer)] = Field(
+        default=100, alias="batchSize"
+    )
+    max_contacts: (
+        Annotated[int, Field(ge=1, le=BIGINT_MAX), BeforeValidator(json_integer)] | None
+    ) = Field(default=None, alias="maxContacts")
 
 
 class RepCardSyncParams(JobParams):
@@ -165,6 +185,11 @@ JOB_KINDS: dict[str, JobKind] = {
             HUBSPOT_BATCH_SYNC,
             HubSpotBatchSyncParams,
             "W4: push contacts, bookings and mock exams to HubSpot in batches.",
+        ),
+        JobKind(
+            HUBSPOT_DRIFT_CHECK,
+            HubSpotDriftCheckParams,
+            "Read contacts' credits back from HubSpot, count drift; repair=true re-pushes.",
         ),
         JobKind(
             REPCARD_SYNC,

@@ -93,6 +93,14 @@ class OutboxSettings(BaseSettings):
     outbox_retry_max_s: float = Field(default=300.0, gt=0)
 
 
+# The path of each provider's API on the sandbox (services/sandbox/app.py).
+_SANDBOX_PATHS = {
+    "shopify_base_url": "/shopify",
+    "commerce7_base_url": "/commerce7/v1",
+    "hubspot_base_url": "/hubspot",
+}
+
+
 class ProviderSettings(BaseSettings):
     """Base URLs and credentials of the providers (the local sandbox by default)."""
 
@@ -100,12 +108,16 @@ class ProviderSettings(BaseSettings):
         env_prefix="CRMSYNC_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
-    shopify_base_url: str = "http://127.0.0.1:8090/shopify"
+    # Where the local sandbox answers; each provider base URL left unset is derived from
+    # it (``<sandbox_url>/shopify``, ``/commerce7/v1``, ``/hubspot``), so moving the
+    # sandbox is one setting. An explicit ``CRMSYNC_*_BASE_URL`` always wins.
+    sandbox_url: str = "http://127.0.0.1:8090"
+    shopify_base_url: str = ""
     shopify_api_version: str = "2026-07"
     shopify_access_token: SecretStr = SecretStr("sandbox-shopify-token")
     # Shopify REST allows 2 requests/s on a standard plan (ADMIN_API.md §C).
     shopify_rate_per_s: float = 2.0
-    commerce7_base_url: str = "http://127.0.0.1:8090/commerce7/v1"
+    commerce7_base_url: str = ""
     commerce7_app_id: str = "crmsync-sandbox"
     commerce7_app_secret: SecretStr = SecretStr("sandbox-commerce7-secret")
     commerce7_rate_per_s: float = 5.0
@@ -114,7 +126,7 @@ class ProviderSettings(BaseSettings):
     # Commerce7 requires a reason from its own list when cancelling (NOTES.md §4).
     commerce7_cancellation_reason: str = "Other"
     http_timeout_s: float = 10.0
-    hubspot_base_url: str = "http://127.0.0.1:8090/hubspot"
+    hubspot_base_url: str = ""
     hubspot_access_token: SecretStr = SecretStr("sandbox-hubspot-token")
     # HubSpot private apps: 190 requests / 10 s (Professional, Enterprise), 100 on Free and
     # Starter (reference/hubspot/LIMITS.md §1); one budget per app, shared by all replicas.
@@ -137,6 +149,14 @@ class ProviderSettings(BaseSettings):
     repcard_replicas: int = Field(default=1, ge=1)
     # Records per page asked for (the SDK's default for customers and users, NOTES.md).
     repcard_per_page: int = Field(default=100, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _derive_sandbox_urls(self) -> ProviderSettings:
+        base = self.sandbox_url.rstrip("/")
+        for field, suffix in _SANDBOX_PATHS.items():
+            if not getattr(self, field):
+                setattr(self, field, base + suffix)
+        return self
 
 
 class IntakeSettings(CommonSettings):
@@ -291,6 +311,7 @@ _JOB_FIELDS = (
     "job_packages_bulk_sync",
     "job_hubspot_batch_sync",
     "job_repcard_sync",
+    "job_hubspot_drift_check",
 )
 
 
@@ -329,6 +350,8 @@ class SchedulerSettings(CommonSettings, OutboxSettings):
     job_hubspot_batch_sync: JobSettings = JobSettings(cron="0 */2 * * *")
     # Daily at 02:00 UTC, incremental (the seed's schedule).
     job_repcard_sync: JobSettings = JobSettings(cron="0 2 * * *", grace_s=21_600)
+    # Daily, after the night's batch syncs; it reads HubSpot within the shared budget.
+    job_hubspot_drift_check: JobSettings = JobSettings(cron="30 4 * * *", grace_s=21_600)
 
     @field_validator(*_JOB_FIELDS, mode="before")
     @classmethod

@@ -2,7 +2,7 @@
 
 Routes (for tests, not part of any provider's API):
 
-- ``GET /_sandbox/health`` -> 200 ``{"status": "ok"}``
+- ``GET /healthz`` (and ``GET /_sandbox/health``) -> 200 ``{"status": "ok"}``
 - ``POST /_sandbox/reset`` -> 200 ``{"reset": true}``: clears faults, the request log
   and the state of every module registered with :func:`on_reset`.
 - ``POST /_sandbox/faults`` body :class:`~services.sandbox.faults.FaultSpec` ->
@@ -120,6 +120,7 @@ def setup(app: web.Application) -> None:
     if resetters_key not in app:
         app[resetters_key] = []
     app.router.add_get("/_sandbox/health", health)
+    app.router.add_get("/healthz", health)
     app.router.add_post("/_sandbox/reset", reset)
     app.router.add_post("/_sandbox/faults", add_fault)
     app.router.add_get("/_sandbox/faults", list_faults)

@@ -248,20 +248,33 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if latency_ms:
         await asyncio.sleep(latency_ms / 1000)
     if fault is not None:
-        log.debug("sandbox.fault_injected", provider=provider, path=request.path, fault_id=fault.id)
         response = store.error_response(fault)
         entry.update(status=response.status, fault=True)
+        _log_request(entry, fault_id=fault.id)
         return response
     try:
         answer = await handler(request)
     except web.HTTPException as exc:
         entry["status"] = exc.status
+        _log_request(entry)
         raise
     except Exception:
         entry["status"] = 500  # what aiohttp answers for an unhandled error
+        _log_request(entry)
         raise
     entry["status"] = answer.status
+    _log_request(entry)
     return answer
+
+
+def _log_request(entry: dict[str, Any], fault_id: str | None = None) -> None:
+    """One line per provider request: ``sandbox.request provider=hubspot method=POST
+    path=... status=207`` (``fault_id`` when an injected fault answered)."""
+    fields = {k: entry[k] for k in ("provider", "method", "path", "status")}
+    if fault_id is not None:
+        log.info("sandbox.fault_injected", fault_id=fault_id, **fields)
+    else:
+        log.info("sandbox.request", **fields)
 
 
 def setup(app: web.Application) -> None:

@@ -28,6 +28,7 @@ from services.scheduler.history import (
 from services.scheduler.jobs import Job
 from services.scheduler.keys import scheduler_key
 from shared.jobs import RepCardSyncParams
+from shared.asyncapi import asyncapi_handler
 from shared.problems import Problem, validation_problem
 
 log = structlog.get_logger(__name__)
@@ -233,3 +234,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/runs", all_runs)
     app.router.add_get("/v1/runs/{id}", one_run)
     setup_repcard(app)  # W5: /v1/repcard/sync
+    app.router.add_get("/asyncapi.json", asyncapi_handler)

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -62,7 +63,13 @@ def _call(url: str | None, action: Callable[[AdminClient], Awaitable[T]]) -> T:
 
 
 def _when(value: str | None) -> str:
-    return value.replace("+00:00", "Z")[:20] if value else "-"
+    """An API timestamp (ISO 8601) as whole seconds in UTC: ``2026-11-21T10:00:07Z``."""
+    if not value:
+        return "-"
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _totals(totals: dict[str, Any]) -> str:

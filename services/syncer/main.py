@@ -26,6 +26,7 @@ from services.syncer.consumers.bookings import handle_booking
 from services.syncer.consumers.credits import handle_credits
 from services.syncer.consumers.expiry import handle_enrollments_expire
 from services.syncer.consumers.hubspot_contacts import flush_contact_pushes, handle_contact_push
+from services.syncer.consumers.hubspot_drift import handle_hubspot_drift_check
 from services.syncer.consumers.hubspot_sync import handle_hubspot_batch_sync
 from services.syncer.consumers.membership_actions import handle_membership_action
 from services.syncer.consumers.orders import handle_order
@@ -55,6 +56,7 @@ from shared.events import CloudEvent
 from shared.jobs import (
     ENROLLMENTS_EXPIRE,
     HUBSPOT_BATCH_SYNC,
+    HUBSPOT_DRIFT_CHECK,
     JOB_QUEUES,
     PACKAGES_BULK_SYNC,
     REPCARD_SYNC,
@@ -137,6 +139,7 @@ def consumer_plan(settings: SyncerSettings) -> list[tuple[QueueSpec, DepsHandler
     job_handlers: tuple[tuple[str, DepsHandler], ...] = (
         (ENROLLMENTS_EXPIRE, handle_enrollments_expire),
         (HUBSPOT_BATCH_SYNC, handle_hubspot_batch_sync),
+        (HUBSPOT_DRIFT_CHECK, handle_hubspot_drift_check),
         (PACKAGES_BULK_SYNC, handle_packages_bulk_sync),
         (REPCARD_SYNC, handle_repcard_sync),
     )

@@ -119,7 +119,7 @@ def test_every_env_example_variable_is_in_exactly_one_of_configmap_and_secret() 
     assert not [n for n in config if re.search(r"TOKEN|SECRET|PASSWORD|API_KEYS|_URL$", n)
                 and n not in {"CRMSYNC_SHOPIFY_BASE_URL", "CRMSYNC_COMMERCE7_BASE_URL",
                               "CRMSYNC_HUBSPOT_BASE_URL", "CRMSYNC_REPCARD_BASE_URL",
-                              "CRMSYNC_ADMIN_URL"}]  # fmt: skip
+                              "CRMSYNC_ADMIN_URL", "CRMSYNC_SANDBOX_URL"}]  # fmt: skip
 
 
 def test_env_example_values_are_read_like_a_shell_reads_them() -> None:

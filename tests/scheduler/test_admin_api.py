@@ -86,6 +86,7 @@ async def test_jobs_lists_each_job_with_its_schedule_next_tick_and_last_run(http
         "packages.bulk_sync",
         "hubspot.batch_sync",
         "repcard.sync",
+        "hubspot.drift_check",
     }
     expire = jobs["enrollments.expire"]
     assert expire["enabled"] is True

@@ -64,6 +64,7 @@ async def test_jobs_lists_the_cron_table(crmsync) -> None:
         "packages.bulk_sync",
         "hubspot.batch_sync",
         "repcard.sync",
+        "hubspot.drift_check",
     }
     assert "0 2 * * * UTC" in rows["enrollments.expire"]
     assert rows["hubspot.batch_sync"].split()[1] == "no"

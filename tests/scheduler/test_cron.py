@@ -63,6 +63,7 @@ def test_the_cron_table_has_every_periodic_workload_with_its_default() -> None:
         "packages.bulk_sync": ("0 2 * * *", "UTC", True),
         "hubspot.batch_sync": ("0 */2 * * *", "UTC", True),
         "repcard.sync": ("0 3 * * *", "UTC", False),
+        "hubspot.drift_check": ("30 4 * * *", "UTC", True),
     }
     assert jobs["enrollments.expire"].queue == job_queue("enrollments.expire")
     assert jobs["enrollments.expire"].queue.name == "syncer.jobs.enrollments_expire"

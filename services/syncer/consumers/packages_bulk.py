@@ -121,9 +121,11 @@ async def handle_packages_chunk(event: CloudEvent, delivery: Delivery, deps: Syn
             log.warning("packages_bulk.profile_failed", profile_id=profile_id, error=str(exc))
             failed += 1
             errors.append(f"{profile_id}: {type(exc).__name__}: {exc}")
-        else:
-            ok += 1
-            unmatched += result.unmatched
+        else:  # an unmatched profile synced nothing: counted apart, not as a success
+            if result.unmatched:
+                unmatched += 1
+            else:
+                ok += 1
             packages += result.packages
     async with deps.pool.acquire() as conn, conn.transaction():
         if not await claim_message(conn, PACKAGES_CHUNKS.name, event.id):
