@@ -27,7 +27,15 @@ from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from services.scheduler.auth import Role, require_role
 from services.scheduler.keys import scheduler_key
@@ -48,31 +56,55 @@ from shared.topology import QueueSpec
 # Messages shown per dead queue at most (GET ...?limit=), and ids per request.
 MAX_LIMIT = 500
 MAX_IDS = 1000
+MAX_ID = 2**63 - 1
 _INTEGER = re.compile(r"[0-9]{1,6}")
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must be an array, not null")
+    return value
+
+
+def _action_ids(value: Any) -> Any:
+    """JSON integers only (``2.0`` is one; ``true``, ``"2"``, ``2.5`` are not)."""
+    value = _not_null(value)
+    if not isinstance(value, list):
+        return value
+    ids = []
+    for item in value:
+        if isinstance(item, float) and item.is_integer():
+            item = int(item)
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= MAX_ID:
+            raise ValueError(f"action ids are integers from 1 to {MAX_ID}")
+        ids.append(item)
+    return ids
 
 
 class ReplayBody(BaseModel):
     """``{"ids": ["evt-1"], "all": false, "dry_run": false}``: ids or all."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
-    all_: bool = Field(default=False, alias="all")
-    dry_run: bool = False
+    ids: list[StrictStr] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
+    all_: StrictBool = Field(default=False, alias="all")
+    dry_run: StrictBool = False
+    _ids = field_validator("ids", mode="before")(_not_null)
 
 
 class PurgeBody(BaseModel):
     """``{"ids": ["evt-1"]}``."""
 
     model_config = ConfigDict(extra="forbid")
-    ids: list[str] = Field(min_length=1, max_length=MAX_IDS)
+    ids: list[StrictStr] = Field(min_length=1, max_length=MAX_IDS)
 
 
 class RetryBody(BaseModel):
     """``{"ids": [17]}`` or ``{"all_failed": true}``."""
 
     model_config = ConfigDict(extra="forbid")
-    ids: list[StrictInt] | None = Field(default=None, max_length=MAX_IDS)
-    all_failed: bool = False
+    ids: list[int] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
+    all_failed: StrictBool = False
+    _ids = field_validator("ids", mode="before")(_action_ids)
 
 
 def ops_specs(app: web.Application) -> list[QueueSpec]:
@@ -267,13 +299,6 @@ async def post_retry(request: web.Request) -> web.Response:
             "Unprocessable Content",
             "give ids, or all_failed: true",
             errors=[{"pointer": "/ids", "detail": "ids or all_failed is required"}],
-        )
-    if body.ids and any(not 1 <= i < 2**63 for i in body.ids):
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "ids are action ids (1 to 2^63 - 1)",
-            errors=[{"pointer": "/ids", "detail": "from 1 to 2^63 - 1"}],
         )
     rows = await retry_actions(request.app[scheduler_key].pool, body.ids, body.all_failed)
     return web.json_response({"retried": [action_json(r) for r in rows]})

@@ -17,8 +17,8 @@ Every function takes an open connection (``Broker.connection`` in a service, or
 :func:`aio_pika.connect_robust`) and keyword arguments:
 
 - ``topology``: :class:`shared.topology.Topology` (its namespace prefixes every name);
-- ``specs``: the work queues to look at (default :data:`shared.queues.ALL`; the
-  scheduler adds its job queues, see ``services/scheduler/admin_ops.py``);
+- ``specs``: the work queues to look at (default :data:`ALL_SPECS`: the syncer's
+  queues of :mod:`shared.queues` and every job's queue);
 - ``queue``: a dead queue named **without** the namespace, ``"syncer.orders.dead"``;
   its work queue's name (``"syncer.orders"``) is accepted too.
 
@@ -45,9 +45,13 @@ from aio_pika.abc import (
 
 from shared import queues as queue_specs
 from shared.events import ATTEMPT_HEADER, HEADER_PREFIX, attempt_of
+from shared.jobs import JOB_QUEUES
 from shared.topology import QueueSpec, Topology
 
 log = structlog.get_logger(__name__)
+
+# Every crmsync work queue: the syncer's and the jobs'.
+ALL_SPECS: tuple[QueueSpec, ...] = (*queue_specs.ALL, *JOB_QUEUES.values())
 
 # Characters of a body shown by show_dead_letters.
 BODY_PREVIEW_CHARS = 200
@@ -247,7 +251,7 @@ async def list_dead_letters(
     connection: AbstractRobustConnection,
     *,
     topology: Topology,
-    specs: Iterable[QueueSpec] = queue_specs.ALL,
+    specs: Iterable[QueueSpec] = ALL_SPECS,
     queue: str | None = None,
 ) -> list[DeadQueueSummary]:
     """Every dead queue of ``specs`` (or just ``queue``), by name.
@@ -300,7 +304,7 @@ async def show_dead_letters(
     connection: AbstractRobustConnection,
     *,
     topology: Topology,
-    specs: Iterable[QueueSpec] = queue_specs.ALL,
+    specs: Iterable[QueueSpec] = ALL_SPECS,
     queue: str,
     limit: int = 20,
 ) -> list[DeadLetter]:
@@ -345,7 +349,7 @@ async def replay_dead_letters(
     connection: AbstractRobustConnection,
     *,
     topology: Topology,
-    specs: Iterable[QueueSpec] = queue_specs.ALL,
+    specs: Iterable[QueueSpec] = ALL_SPECS,
     queue: str,
     ids: Sequence[str] | None = None,
     all: bool = False,
@@ -411,7 +415,7 @@ async def purge_dead_letters(
     connection: AbstractRobustConnection,
     *,
     topology: Topology,
-    specs: Iterable[QueueSpec] = queue_specs.ALL,
+    specs: Iterable[QueueSpec] = ALL_SPECS,
     queue: str,
     ids: Sequence[str],
 ) -> int:

@@ -69,9 +69,9 @@ async def trace(pool: asyncpg.Pool, query: str) -> TraceResult:
     Raises:
         ValueError: an empty query, one over :data:`MAX_QUERY_CHARS`, or with NUL.
     """
-    query = query.strip()
     if not query or len(query) > MAX_QUERY_CHARS or "\x00" in query:
         raise ValueError(f"q must be 1 to {MAX_QUERY_CHARS} characters without NUL")
+    query = query.strip()
     async with pool.acquire() as conn:
         anchors = await sources.resolve(conn, query)
         raw: list[sources.Entry] = []
