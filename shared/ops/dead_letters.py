@@ -44,6 +44,7 @@ from aio_pika.abc import (
 )
 
 from shared import queues as queue_specs
+from shared.broker import FIRST_ERROR_HEADER
 from shared.events import ATTEMPT_HEADER, HEADER_PREFIX, attempt_of
 from shared.jobs import JOB_QUEUES
 from shared.topology import QueueSpec, Topology
@@ -60,7 +61,7 @@ BODY_PREVIEW_CHARS = 200
 REASON_SCAN_LIMIT = 1000
 # Headers that describe a dead-lettering; a replay removes them.
 ERROR_HEADER = "x-crmsync-error"
-FIRST_ERROR_HEADER = "x-crmsync-first-error"
+
 DEAD_AT_HEADER = "x-crmsync-dead-at"
 QUEUE_HEADER = "x-crmsync-queue"
 REPLAYS_HEADER = "x-crmsync-replays"
@@ -222,7 +223,7 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
 async def _open(
     connection: AbstractRobustConnection, dead: str, *, confirms: bool = False
 ) -> tuple[AbstractChannel, AbstractQueue]:
-    channel = await connection.channel(publisher_confirms=confirms, on_return_raises=True)
+    channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
     try:
         queue = await channel.declare_queue(dead, passive=True)
     except aio_pika.exceptions.ChannelClosed as exc:
