@@ -5,7 +5,6 @@ once), purge the poison; a replay killed between publish and ack loses nothing."
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
