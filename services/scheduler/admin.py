@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.scheduler.admin_ops import setup_ops_routes
 from services.scheduler.admin_repcard import needed_role, setup_repcard
 from services.scheduler.auth import Role, require_role
 from services.scheduler.history import (
@@ -27,8 +28,8 @@ from services.scheduler.history import (
 )
 from services.scheduler.jobs import Job
 from services.scheduler.keys import scheduler_key
-from shared.jobs import RepCardSyncParams
 from shared.asyncapi import asyncapi_handler
+from shared.jobs import RepCardSyncParams
 from shared.problems import Problem, validation_problem
 
 log = structlog.get_logger(__name__)
@@ -235,3 +236,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/runs/{id}", one_run)
     setup_repcard(app)  # W5: /v1/repcard/sync
     app.router.add_get("/asyncapi.json", asyncapi_handler)
+    setup_ops_routes(app)

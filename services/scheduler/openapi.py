@@ -8,6 +8,7 @@ from typing import Any
 from services.scheduler.admin_repcard import repcard_paths
 from services.scheduler.doctor import doctor_paths
 from services.scheduler.jobs import Job
+from services.scheduler.openapi_ops import ops_paths
 from shared.asyncapi import asyncapi_paths
 from shared.openapi import PROBLEM_SCHEMA, operational_paths, problem
 
@@ -256,6 +257,7 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
             **doctor_paths(),
             **repcard_paths(),
             **asyncapi_paths(),
+            **ops_paths(secured),
             **operational_paths("Postgres and RabbitMQ"),
         },
         "components": {
