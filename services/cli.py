@@ -14,6 +14,7 @@ import click
 from aiohttp import web
 
 from services.golive_cli import COMMANDS as GOLIVE_COMMANDS
+from services.ops_cli import actions, dead_letters, trace_command
 from services.outbox_cli import outbox
 from services.sandbox.crm_cli import seed_crm
 from services.scheduler.cli import jobs, runs, scheduler, trigger
@@ -169,6 +170,9 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
 
 for _command in (scheduler, jobs, trigger, runs, seed_crm, outbox, *GOLIVE_COMMANDS):
     main.add_command(_command)
+main.add_command(dead_letters)
+main.add_command(actions)
+main.add_command(trace_command)
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.scheduler.admin_ops import setup_ops_routes
 from services.scheduler.auth import Role, require_role
 from services.scheduler.history import (
     IdempotencyConflict,
@@ -228,3 +229,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/jobs/{name}/runs", trigger_run)
     app.router.add_get("/v1/runs", all_runs)
     app.router.add_get("/v1/runs/{id}", one_run)
+    setup_ops_routes(app)

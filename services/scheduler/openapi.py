@@ -7,6 +7,7 @@ from typing import Any
 
 from services.scheduler.doctor import doctor_paths
 from services.scheduler.jobs import Job
+from services.scheduler.openapi_ops import ops_paths
 from shared.openapi import PROBLEM_SCHEMA, operational_paths, problem
 
 # Run ids are Postgres bigint.
@@ -252,6 +253,7 @@ def openapi_document(jobs: Sequence[Job]) -> dict[str, Any]:
                 }
             },
             **doctor_paths(),
+            **ops_paths(secured),
             **operational_paths("Postgres and RabbitMQ"),
         },
         "components": {
