@@ -222,7 +222,7 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
 async def _open(
     connection: AbstractRobustConnection, dead: str, *, confirms: bool = False
 ) -> tuple[AbstractChannel, AbstractQueue]:
-    channel = await connection.channel(publisher_confirms=confirms, on_return_raises=True)
+    channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
     try:
         queue = await channel.declare_queue(dead, passive=True)
     except aio_pika.exceptions.ChannelClosed as exc:

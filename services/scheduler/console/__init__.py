@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from services.scheduler.console import login, views
+from services.scheduler.console import login, ops_views, views
 from services.scheduler.console.access import LOGIN_PATH, PREFIX, console_auth
 from services.scheduler.console.render import STATIC, environment, templates_key
 from services.scheduler.console.views import console_http_key
@@ -39,4 +39,11 @@ def setup_console(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/runs", views.runs)
     router.add_get(f"{PREFIX}/runs/{{id}}", views.one_run)
     router.add_post(f"{PREFIX}/jobs/{{name}}/run", views.run_now)
+    router.add_get(f"{PREFIX}/dead-letters", ops_views.dead_letters)
+    router.add_get(f"{PREFIX}/dead-letters/{{queue}}", ops_views.dead_queue)
+    router.add_post(f"{PREFIX}/dead-letters/{{queue}}/replay", ops_views.replay)
+    router.add_post(f"{PREFIX}/dead-letters/{{queue}}/purge", ops_views.purge)
+    router.add_get(f"{PREFIX}/actions", ops_views.actions)
+    router.add_post(f"{PREFIX}/actions/retry", ops_views.retry)
+    router.add_get(f"{PREFIX}/trace", ops_views.trace_page)
     router.add_static(f"{PREFIX}/static", STATIC, append_version=False)

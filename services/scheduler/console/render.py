@@ -33,6 +33,9 @@ SECURITY_HEADERS = {
 NAV: tuple[tuple[str, str], ...] = (
     ("/console", "Overview"),
     ("/console/runs", "Runs"),
+    ("/console/dead-letters", "Dead letters"),
+    ("/console/actions", "Provider actions"),
+    ("/console/trace", "Trace"),
 )
 
 templates_key = web.AppKey("console_templates", jinja2.Environment)
