@@ -49,7 +49,9 @@ def chromium_path() -> str:
             subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env,
                            capture_output=True, timeout=600, check=True)  # fmt: skip
         except (OSError, subprocess.SubprocessError) as exc2:
-            _install_error.append(f"Chromium could not be installed with apt-get: {exc2!r} ({exc!r})")
+            _install_error.append(
+                f"Chromium could not be installed with apt-get: {exc2!r} ({exc!r})"
+            )
             pytest.skip(_install_error[0])
     if not Path(CHROMIUM).exists():
         _install_error.append(f"apt-get installed chromium but {CHROMIUM} is missing")

@@ -11,6 +11,7 @@ unknown. Either way a queue that does not exist shows as such, never as 0.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,8 +57,8 @@ class QueueReport:
     note: str = ""
 
 
-def management_endpoint(management_url: str, amqp_url: str) -> tuple[str, aiohttp.BasicAuth, str]:
-    """``(base URL, credentials, vhost)`` from the two URLs: the management URL's own
+def management_endpoint(management_url: str, amqp_url: str) -> tuple[str, str, str, str]:
+    """``(base URL, user, password, vhost)`` from the two URLs: the management URL's own
     credentials, else the AMQP URL's (its first node's), else guest; the vhost is the
     AMQP URL's path (``/`` when empty)."""
     mgmt = urlsplit(management_url)
@@ -68,7 +69,7 @@ def management_endpoint(management_url: str, amqp_url: str) -> tuple[str, aiohtt
     port = f":{mgmt.port}" if mgmt.port else ""
     base = f"{mgmt.scheme or 'http'}://{host}{port}{mgmt.path.rstrip('/')}"
     vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
-    return base, aiohttp.BasicAuth(user, password), vhost
+    return base, user, password, vhost
 
 
 async def from_management(
@@ -79,11 +80,14 @@ async def from_management(
     Raises:
         aiohttp.ClientError, TimeoutError: the API is not reachable or refused us.
     """
-    base, auth, vhost = management_endpoint(management_url, amqp_url)
+    base, user, password, vhost = management_endpoint(management_url, amqp_url)
+    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     url = f"{base}/api/queues/{quote(vhost, safe='')}"
     params = {"columns": "name,messages,consumers,head_message_timestamp"}
     timeout = aiohttp.ClientTimeout(total=MANAGEMENT_TIMEOUT_S)
-    async with http.get(url, params=params, auth=auth, timeout=timeout) as resp:
+    async with http.get(
+        url, params=params, headers={"Authorization": auth}, timeout=timeout
+    ) as resp:
         resp.raise_for_status()
         listed: list[dict[str, Any]] = await resp.json()
     by_name = {q.get("name"): q for q in listed}
