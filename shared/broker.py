@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -37,6 +38,9 @@ from shared.supervisor import SupervisedTask, Supervisor, describe
 from shared.topology import QueueSpec, Topology, mismatch_from
 
 log = structlog.get_logger(__name__)
+
+# The error of a message's first failed attempt, kept across its retries.
+FIRST_ERROR_HEADER = "x-crmsync-first-error"
 
 # Longest wait for one connection attempt, in seconds.
 CONNECT_TIMEOUT_S = 5.0
@@ -219,9 +223,16 @@ class Broker:
             raise BrokerUnavailableError(f"reply failed: {exc}") from exc
 
     async def publish_retry(
-        self, delay_s: float, queue: str, event: CloudEvent, *, attempt: int
+        self,
+        delay_s: float,
+        queue: str,
+        event: CloudEvent,
+        *,
+        attempt: int,
+        first_error: str | None = None,
     ) -> None:
-        """Send ``event`` back to ``queue`` after ``delay_s`` (its delay queue's TTL)."""
+        """Send ``event`` back to ``queue`` after ``delay_s`` (its delay queue's TTL),
+        carrying its first attempt's error in ``x-crmsync-first-error``."""
         name = self.topology.retry_queue(delay_s)
         exchange = self._retry_exchanges.get(name)
         if exchange is None:
@@ -232,13 +243,26 @@ class Broker:
             except (aio_pika.exceptions.AMQPError, RuntimeError) as exc:
                 raise BrokerUnavailableError(f"no retry exchange {name}: {exc}") from exc
             self._retry_exchanges[name] = exchange
-        await self._publish(exchange, event, queue, attempt)
+        headers = {FIRST_ERROR_HEADER: first_error[:1000]} if first_error else {}
+        await self._publish(exchange, event, queue, attempt, headers)
 
     async def publish_dead(
-        self, queue: str, event: CloudEvent, *, attempt: int, error: str
+        self,
+        queue: str,
+        event: CloudEvent,
+        *,
+        attempt: int,
+        error: str,
+        first_error: str | None = None,
     ) -> None:
-        """Send ``event`` to ``queue``'s dead-letter queue with the reason in a header."""
-        headers = {"x-crmsync-error": error[:1000], "x-crmsync-queue": queue}
+        """Send ``event`` to ``queue``'s dead-letter queue with the reason, the first
+        attempt's error and the time in headers (``crmsync dead-letters show``)."""
+        headers = {
+            "x-crmsync-error": error[:1000],
+            "x-crmsync-queue": queue,
+            FIRST_ERROR_HEADER: (first_error or error)[:1000],
+            "x-crmsync-dead-at": datetime.now(UTC).isoformat(),
+        }
         await self._publish(self._dead_exchange, event, queue, attempt, headers)
 
     async def _publish(

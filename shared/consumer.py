@@ -41,7 +41,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
-from shared.broker import Broker
+from shared.broker import FIRST_ERROR_HEADER, Broker
 from shared.db import connection_share
 from shared.delivery import Delivery
 from shared.errors import BrokerUnavailableError, InvalidEventError, PermanentError, TransientError
@@ -249,13 +249,24 @@ class Consumer:
             delay_s=delay,
             exc_info=None if expected else self._tracebacks.due(exc),
         )
-        await self._publish_retry(message, event, delay, delivery.attempt + 1)
+        await self._publish_retry(message, event, delay, delivery.attempt + 1, error)
 
     async def _publish_retry(
-        self, message: AbstractIncomingMessage, event: CloudEvent, delay_s: float, attempt: int
+        self,
+        message: AbstractIncomingMessage,
+        event: CloudEvent,
+        delay_s: float,
+        attempt: int,
+        error: str | None = None,
     ) -> None:
         try:
-            await self.broker.publish_retry(delay_s, self.queue_name, event, attempt=attempt)
+            await self.broker.publish_retry(
+                delay_s,
+                self.queue_name,
+                event,
+                attempt=attempt,
+                first_error=_first_error(message) or error,
+            )
         except BrokerUnavailableError:
             await self._requeue(message)
             return
@@ -285,7 +296,11 @@ class Consumer:
                 return
         try:
             await self.broker.publish_dead(
-                self.queue_name, event, attempt=delivery.attempt, error=error
+                self.queue_name,
+                event,
+                attempt=delivery.attempt,
+                error=error,
+                first_error=_first_error(message),
             )
         except BrokerUnavailableError:
             # Let RabbitMQ's own dead-lettering take it (reason "rejected", no text).
@@ -298,3 +313,11 @@ class Consumer:
     async def _requeue(self, message: AbstractIncomingMessage) -> None:
         with contextlib.suppress(Exception):
             await message.nack(requeue=True)
+
+
+def _first_error(message: AbstractIncomingMessage) -> str | None:
+    """The first attempt's error a retried message carries (``x-crmsync-first-error``)."""
+    value = (message.headers or {}).get(FIRST_ERROR_HEADER)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value) if value else None
