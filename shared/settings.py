@@ -332,6 +332,21 @@ class SchedulerSettings(CommonSettings, OutboxSettings):
     admin_viewer_token: SecretStr = SecretStr("")
     # Where the CLI (crmsync jobs / trigger / runs) finds the admin API.
     admin_url: str = "http://127.0.0.1:8082"
+    # The web console (/console): how long a login lasts, in seconds.
+    console_session_ttl_s: float = Field(default=28_800.0, gt=0)
+    # RabbitMQ's management HTTP API (``http://127.0.0.1:15672``; credentials in the URL,
+    # else the AMQP URL's). The console reads queue depths, consumers and message ages
+    # from it; empty or unreachable: passive declares over AMQP (depth and consumers).
+    rabbitmq_management_url: SecretStr = SecretStr("")
+    # The syncers' /metrics URLs (comma-separated) the console reads HubSpot's budget
+    # use from (crmsync_provider_budget_utilisation); empty: this process's own only.
+    console_syncer_metrics_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("console_syncer_metrics_urls", mode="before")
+    @classmethod
+    def _split_metrics_urls(cls, value: object) -> object:
+        return _split_csv(value)
+
     # Longest sleep of the tick loop, in seconds; it wakes earlier for a due tick.
     tick_poll_s: float = Field(default=1.0, gt=0)
     # Run history (job_runs) and processed_messages rows older than this are deleted.

@@ -18,6 +18,7 @@ from aiohttp import web
 from services.scheduler.admin import setup_routes
 from services.scheduler.auth import bearer_auth, role_tokens
 from services.scheduler.clock import Clock
+from services.scheduler.console import console_auth, setup_console
 from services.scheduler.doctor import setup_doctor
 from services.scheduler.jobs import Job
 from services.scheduler.keys import scheduler_key
@@ -93,7 +94,7 @@ def create_app(
     """
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[problem_middleware, bearer_auth, database_unavailable],
+        middlewares=[problem_middleware, bearer_auth, console_auth, database_unavailable],
     )
     app[scheduler_key] = Scheduler(settings, jobs, clock)
 
@@ -112,6 +113,7 @@ def create_app(
     app.router.add_get("/openapi.json", openapi)
     setup_routes(app)
     setup_doctor(app, doctor)
+    setup_console(app)
     return app
 
 
