@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aio_pika
 import asyncpg
 import click
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 
 from shared.db import create_pool
 from shared.ops.actions import STATUSES, ProviderActionRow, list_actions, retry_actions
@@ -49,7 +49,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 
 
 async def _with_broker(
-    work: Callable[[AbstractRobustConnection, Topology], Awaitable[T]],
+    work: Callable[[AbstractConnection, Topology], Awaitable[T]],
 ) -> T:
     settings = CommonSettings()
     urls = [u.strip() for u in settings.amqp_url.get_secret_value().split(",") if u.strip()]

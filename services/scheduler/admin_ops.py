@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 from aiohttp import web
 from pydantic import (
     BaseModel,
@@ -115,7 +115,7 @@ def ops_specs(app: web.Application) -> list[QueueSpec]:
     return list(specs.values())
 
 
-def broker_connection(app: web.Application) -> AbstractRobustConnection:
+def broker_connection(app: web.Application) -> AbstractConnection:
     """The scheduler's RabbitMQ connection.
 
     Raises:

@@ -36,9 +36,9 @@ import aio_pika
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
 )
 
 from shared import queues as queue_specs
@@ -118,7 +118,7 @@ def _names(topology: Topology, specs: Iterable[QueueSpec], queue: str) -> tuple[
 
 
 async def _open(
-    connection: AbstractRobustConnection, dead: str, *, confirms: bool = False
+    connection: AbstractConnection, dead: str, *, confirms: bool = False
 ) -> tuple[AbstractChannel, AbstractQueue]:
     channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
     try:
@@ -146,7 +146,7 @@ async def _give_back(messages: Sequence[AbstractIncomingMessage]) -> None:
 
 
 async def list_dead_letters(
-    connection: AbstractRobustConnection,
+    connection: AbstractConnection,
     *,
     topology: Topology,
     specs: Iterable[QueueSpec] = ALL_SPECS,
@@ -199,7 +199,7 @@ async def list_dead_letters(
 
 
 async def show_dead_letters(
-    connection: AbstractRobustConnection,
+    connection: AbstractConnection,
     *,
     topology: Topology,
     specs: Iterable[QueueSpec] = ALL_SPECS,
@@ -223,7 +223,7 @@ async def show_dead_letters(
 
 
 async def replay_dead_letters(
-    connection: AbstractRobustConnection,
+    connection: AbstractConnection,
     *,
     topology: Topology,
     specs: Iterable[QueueSpec] = ALL_SPECS,
@@ -289,7 +289,7 @@ async def replay_dead_letters(
 
 
 async def purge_dead_letters(
-    connection: AbstractRobustConnection,
+    connection: AbstractConnection,
     *,
     topology: Topology,
     specs: Iterable[QueueSpec] = ALL_SPECS,

@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 import aio_pika
 import aiohttp
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +111,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 async def from_passive_declares(
-    connection: AbstractRobustConnection, names: Iterable[str]
+    connection: AbstractConnection, names: Iterable[str]
 ) -> dict[str, QueueFigures]:
     """Figures of ``names`` by passive ``queue.declare`` (no age: AMQP does not tell).
 
@@ -139,7 +139,7 @@ async def from_passive_declares(
 
 async def queue_report(
     http: aiohttp.ClientSession,
-    connection: AbstractRobustConnection | None,
+    connection: AbstractConnection | None,
     names: Sequence[str],
     *,
     management_url: str,
