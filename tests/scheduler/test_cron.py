@@ -62,7 +62,7 @@ def test_the_cron_table_has_every_periodic_workload_with_its_default() -> None:
         "enrollments.expire": ("0 2 * * *", "UTC", True),
         "packages.bulk_sync": ("0 2 * * *", "UTC", True),
         "hubspot.batch_sync": ("0 */2 * * *", "UTC", True),
-        "repcard.sync": ("0 3 * * *", "UTC", False),
+        "repcard.sync": ("0 2 * * *", "UTC", True),
         "hubspot.drift_check": ("30 4 * * *", "UTC", True),
     }
     assert jobs["enrollments.expire"].queue == job_queue("enrollments.expire")
@@ -71,13 +71,13 @@ def test_the_cron_table_has_every_periodic_workload_with_its_default() -> None:
 
 
 def test_one_variable_changes_one_field_of_one_job(monkeypatch) -> None:
-    monkeypatch.setenv("CRMSYNC_JOB_REPCARD_SYNC__ENABLED", "true")
+    monkeypatch.setenv("CRMSYNC_JOB_REPCARD_SYNC__ENABLED", "false")
     monkeypatch.setenv("CRMSYNC_JOB_REPCARD_SYNC__TIMEZONE", "Europe/Berlin")
     monkeypatch.setenv("CRMSYNC_JOB_HUBSPOT_BATCH_SYNC", '{"cron": "15 */4 * * *"}')
     settings = SchedulerSettings(_env_file=None)
-    assert settings.job_repcard_sync.enabled is True
+    assert settings.job_repcard_sync.enabled is False
     assert settings.job_repcard_sync.timezone == "Europe/Berlin"
-    assert settings.job_repcard_sync.cron == "0 3 * * *"  # the default stays
+    assert settings.job_repcard_sync.cron == "0 2 * * *"  # the default stays
     assert settings.job_hubspot_batch_sync.cron == "15 */4 * * *"
     assert settings.job_hubspot_batch_sync.enabled is True
 
