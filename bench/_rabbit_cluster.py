@@ -2,7 +2,7 @@
 
 Each node has its own name (``crmsync-bench-<i>@localhost``), AMQP port (5680 + i),
 Erlang distribution port (25680 + i), data, log and config under one temporary folder,
-no plugins, and its own Erlang cookie (``HOME`` is that folder, so neither the nodes nor
+no plugins (the management plugin when asked), and its own Erlang cookie (``HOME`` is that folder, so neither the nodes nor
 the CLI calls made here can reach the system node on 5672, whose cookie lives in
 ``/var/lib/rabbitmq``). The scripts under ``/usr/lib/rabbitmq/bin`` are run directly:
 ``/usr/sbin``'s wrappers switch to the ``rabbitmq`` user and its home.
@@ -69,6 +69,7 @@ class LocalCluster:
         amqp_port_base: int = AMQP_PORT_BASE,
         dist_port_base: int = DIST_PORT_BASE,
         cli_port_base: int = CLI_DIST_PORT_BASE,
+        management_port_base: int | None = None,
     ) -> None:
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
             raise RuntimeError(
@@ -78,6 +79,8 @@ class LocalCluster:
         self.tmp = tmp
         self.tag = tag or secrets.token_hex(3)
         self.cli_port_base = cli_port_base
+        # Given: each node runs the management plugin on management_port_base + index.
+        self.management_port_base = management_port_base
         self.name_prefix = name_prefix
         self.nodes = [
             Node(
@@ -119,9 +122,16 @@ class LocalCluster:
     def _prepare(self, node: Node) -> None:
         node.base.mkdir(parents=True, exist_ok=True)
         (node.base / "rabbitmq-env.conf").write_text("")
-        (node.base / "enabled_plugins").write_text("[].\n")
+        management = self.management_port_base
+        plugins = "[rabbitmq_management]" if management is not None else "[]"
+        (node.base / "enabled_plugins").write_text(f"{plugins}.\n")
+        listener = (
+            ""
+            if management is None
+            else f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management + node.index}\n"
+        )
         (node.base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}\n"
+            listener + f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}\n"
             "log.console = false\n"
             "log.file.level = warning\n"
             # The bench's load is small; do not refuse publishes on a busy shared disk.
