@@ -2,8 +2,9 @@
 
 Each node has its own name (``crmsync-bench-<i>@localhost``), AMQP port (5680 + i),
 Erlang distribution port (25680 + i), data, log and config under one temporary folder,
-no plugins (the management plugin when asked), and its own Erlang cookie (``HOME`` is that folder, so neither the nodes nor
-the CLI calls made here can reach the system node on 5672, whose cookie lives in
+no plugins (the management plugin when asked), and its own Erlang cookie (``HOME`` is
+that folder, so neither the nodes nor the CLI calls made here can reach the system node
+on 5672, whose cookie lives in
 ``/var/lib/rabbitmq``). The scripts under ``/usr/lib/rabbitmq/bin`` are run directly:
 ``/usr/sbin``'s wrappers switch to the ``rabbitmq`` user and its home.
 
