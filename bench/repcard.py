@@ -75,6 +75,24 @@ async def pull(
         "rows_per_s": round(rows / wall, 1) if wall else None,
         "inserted": totals["recordsInserted"], "updated": totals["recordsUpdated"],
     }  # fmt: skip
+    # Where the time goes: each entity's span and its requests / span vs the rate.
+    spans = await pool.fetch(
+        "SELECT entity_type, started_at, completed_at, requests FROM repcard_sync_log"
+        " WHERE run_id = $1 AND started_at IS NOT NULL ORDER BY started_at",
+        run.run_id,
+    )
+    prev = row["created_at"]
+    result["entities"] = []
+    for s in spans:
+        span = (s["completed_at"] - s["started_at"]).total_seconds()
+        gap = (s["started_at"] - prev).total_seconds()
+        prev = s["completed_at"]
+        rps = round(s["requests"] / span, 1) if span else None
+        result["entities"].append({"entity": s["entity_type"], "gap_s": round(gap, 2),
+                                   "span_s": round(span, 2), "requests": s["requests"],
+                                   "req_per_s": rps})  # fmt: skip
+        print(f"    {s['entity_type']}: +{gap:.2f} s gap, {span:.2f} s, {s['requests']} requests"
+              f" ({rps}/s)", flush=True)  # fmt: skip
     print(
         f"  {label}: {row['status']} in {wall:.1f} s, {requests:,} requests, {rows:,} rows, "
         f"wall/floor {result['wall_over_floor']}",

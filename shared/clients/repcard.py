@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 from aiolimiter import AsyncLimiter
 
-from shared.budget import metered_rolling
+from shared.budget import metered_rolling, metered_sliding
 from shared.clients.http import ProviderFailure, ProviderHttp, ProviderResponse, classify_status
 from shared.errors import ProviderRejectedError
 from shared.settings import ProviderSettings
@@ -148,12 +148,18 @@ class RepCardClient:
         """A client for ``CRMSYNC_REPCARD_*``; build one per process.
 
         Paces at ``repcard_rate_requests / repcard_replicas`` per rolling
-        ``repcard_rate_period_s`` (never more in any window of that length), metered as
+        ``repcard_rate_period_s`` (never more in any window of that length, and that
+        much when saturated: ``shared.budget.SlidingWindowLimiter``), metered as
         ``crmsync_provider_budget_utilisation{provider="repcard"}``.
         """
         replicas = max(1, settings.repcard_replicas)
-        limiter = metered_rolling(
-            PROVIDER, settings.repcard_rate_requests / replicas, settings.repcard_rate_period_s
+        share = settings.repcard_rate_requests / replicas
+        period = settings.repcard_rate_period_s
+        # The sliding log runs at the whole budget (the bucket at 95 % of it).
+        limiter: AsyncLimiter = (
+            metered_sliding(PROVIDER, share, period)
+            if share >= 1
+            else metered_rolling(PROVIDER, share, period)
         )
         return cls(
             session,

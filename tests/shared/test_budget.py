@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.budget import BudgetMeter, metered_per_s
+from shared.budget import SLIDING_GUARD_S, BudgetMeter, SlidingWindowLimiter, metered_per_s
 from shared.clients.commerce7 import Commerce7Client
 from shared.clients.hubspot import HubSpotClient
 from shared.clients.shopify import ShopifyClient
@@ -92,3 +92,26 @@ async def test_the_clients_built_from_settings_report_their_calls(sandbox, http)
     await hubspot.batch_read("contacts", ["nobody@example.com"], ["email"], id_property="email")
     # This replica's share: 190 / 2 replicas per 10 s.
     assert gauge("hubspot") == pytest.approx(1 / 95)
+
+
+async def test_the_sliding_limiter_runs_at_the_budget_and_never_above_it() -> None:
+    clock = Clock()
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    limiter = SlidingWindowLimiter(100, 1.0, clock=clock, sleep=sleep)
+    starts = []
+    for _ in range(1000):
+        async with limiter:
+            starts.append(clock.now)
+    # Never more than 100 starts in any 1 s window...
+    busiest = max(sum(1 for t in starts[i:] if t < start + 1.0) for i, start in enumerate(starts))
+    assert busiest == 100
+    # ...and 100 per (1 s + the guard) when saturated, not the rolling bucket's 95.
+    assert starts[-1] - starts[0] == pytest.approx(9 * (1.0 + SLIDING_GUARD_S))
+
+
+def test_a_sliding_budget_needs_one_request() -> None:
+    with pytest.raises(ValueError):
+        SlidingWindowLimiter(0.5, 1.0)
