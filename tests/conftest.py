@@ -35,7 +35,6 @@ from shared.topology import QueueSpec
 
 PG_ADMIN = os.environ.get("CRMSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("CRMSYNC_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

@@ -20,7 +20,7 @@ from shared.clients.shopify import (
 )
 from shared.errors import ProviderRejectedError, ProviderUnavailableError
 from shared.settings import ProviderSettings
-from tests.conftest import REFERENCE
+from tests.conftest import FIXTURES
 
 BASE = "https://shop.test"
 TOKEN = "shpat_test_token"
@@ -261,11 +261,7 @@ ORDER = f"{BASE}/admin/api/2026-07/orders/450789469.json"
 
 
 async def test_get_order_reads_the_reference_order_net_of_its_refund(mock_http, shopify):
-    body = json.loads(
-        (
-            REFERENCE / "shopify" / "admin-rest-2026-07" / "order_get_450789469.response.json"
-        ).read_text()
-    )
+    body = json.loads((FIXTURES / "shopify_order_get_450789469.response.json").read_text())
     mock_http.get(ORDER, payload=body)
 
     order = await shopify.get_order(450789469)

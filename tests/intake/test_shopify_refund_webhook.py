@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 
 from shared.events import CloudEvent
-from tests.conftest import REFERENCE
+from tests.conftest import FIXTURES
 from tests.helpers import get_messages, post_shopify, queue_depth
 
 # The Refund resource of Shopify's REST reference (order_get_450789469.response.json);
 # a refunds/create webhook body is this object, bare (WEBHOOKS.md §1).
 REFUND = json.dumps(
-    json.loads(
-        (
-            REFERENCE / "shopify" / "admin-rest-2026-07" / "order_get_450789469.response.json"
-        ).read_text()
-    )["order"]["refunds"][0]
+    json.loads((FIXTURES / "shopify_order_get_450789469.response.json").read_text())["order"][
+        "refunds"
+    ][0]
 ).encode()
 
 

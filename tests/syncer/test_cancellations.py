@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import REFERENCE, eventually, syncer_settings
+from tests.conftest import FIXTURES, eventually, syncer_settings
 from tests.helpers import COMMERCE7_WEBHOOK, SHOPIFY_ORDER, post_commerce7, post_shopify
 from tests.syncer.membership_helpers import active, memberships, shopify_tags, wrong_at_providers
 
@@ -19,9 +19,9 @@ C7_CUSTOMER = "800c840e-2241-43de-b3ec-89e10eab135e"
 LATER = "2008-01-12T11:00:00-05:00"
 # The Refund resource as Shopify's REST reference shows it inside the order; a
 # refunds/create webhook body is this object, bare (WEBHOOKS.md §1).
-REFUND = json.loads(
-    (REFERENCE / "shopify" / "admin-rest-2026-07" / "order_get_450789469.response.json").read_text()
-)["order"]["refunds"][0]
+REFUND = json.loads((FIXTURES / "shopify_order_get_450789469.response.json").read_text())["order"][
+    "refunds"
+][0]
 
 
 def order(**changes: Any) -> dict[str, Any]:
