@@ -9,54 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
-import socket
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aio_pika
 import aiohttp
 import pytest
 
-from bench._rabbit_cluster import RABBITMQ_BIN, LocalCluster, Node
+from bench._rabbit_cluster import Node
 from services.scheduler.console.queues import queue_report
+from tests.rabbit_node import free_port, needs_rabbitmq_server, own_node
 
 pytestmark = [
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not (RABBITMQ_BIN / "rabbitmq-server").exists(), reason="no Debian rabbitmq-server"
-    ),
+    needs_rabbitmq_server,
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 async def managed_node() -> AsyncIterator[tuple[Node, str]]:
     """One RabbitMQ node with the management plugin: the node and the API's URL."""
-    tmp = Path(tempfile.mkdtemp(prefix="crmsync-test-rabbit-mgmt-"))
-    management_port = free_port()
-    cluster = LocalCluster(
-        tmp,
-        size=1,
-        name_prefix=f"crmsync-test-mgmt-{free_port()}",
-        amqp_port_base=free_port(),
-        dist_port_base=free_port(),
-        cli_port_base=free_port(),
-        management_port_base=management_port,
-    )
-    try:
-        await asyncio.to_thread(cluster.start)
-        yield cluster.nodes[0], f"http://127.0.0.1:{management_port}"
-    finally:
-        await asyncio.to_thread(cluster.stop)
-        shutil.rmtree(tmp, ignore_errors=True)
+    port = free_port()
+    async with own_node("crmsync-test-rabbit-mgmt", management_port=port) as (_, node):
+        yield node, f"http://127.0.0.1:{port}"
 
 
 async def management_ready(http: aiohttp.ClientSession, url: str, deadline_s: float) -> None:

@@ -11,54 +11,31 @@ same against a cluster's next node.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pytest
 
-from bench._rabbit_cluster import RABBITMQ_BIN, LocalCluster, Node
+from bench._rabbit_cluster import LocalCluster, Node
 from services.syncer.main import Syncer, health_app
 from shared.broker_nodes import Nodes
 from tests.conftest import AMQP_URL, eventually, intake_settings, start_app, syncer_settings
+from tests.rabbit_node import needs_rabbitmq_server
+from tests.rabbit_node import own_node as own_rabbit_node
 from tests.syncer.test_supervised import FAST, balance, post_credits
 
 pytestmark = [
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not (RABBITMQ_BIN / "rabbitmq-server").exists(), reason="no Debian rabbitmq-server"
-    ),
+    needs_rabbitmq_server,
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 async def own_node() -> AsyncIterator[tuple[LocalCluster, Node]]:
     """One RabbitMQ node on free ports, stopped and deleted afterwards."""
-    tmp = Path(tempfile.mkdtemp(prefix="crmsync-test-rabbit-"))
-    cluster = LocalCluster(
-        tmp,
-        size=1,
-        name_prefix=f"crmsync-test-{free_port()}",
-        amqp_port_base=free_port(),
-        dist_port_base=free_port(),
-        cli_port_base=free_port(),
-    )
-    try:
-        await asyncio.to_thread(cluster.start)
-        yield cluster, cluster.nodes[0]
-    finally:
-        await asyncio.to_thread(cluster.stop)
-        shutil.rmtree(tmp, ignore_errors=True)
+    async with own_rabbit_node("crmsync-test-rabbit") as node:
+        yield node
 
 
 async def queue_exists(url: str, name: str) -> bool:
