@@ -36,8 +36,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aiormq import spec
 
 from shared.broker_nodes import Nodes
 from shared.errors import BrokerUnavailableError, PublishRefusedError
@@ -50,6 +52,9 @@ log = structlog.get_logger(__name__)
 
 # The error of a message's first failed attempt, kept across its retries.
 FIRST_ERROR_HEADER = "x-crmsync-first-error"
+
+# AMQP delivery mode 2: the broker writes the message to disk.
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 # Longest wait for one connection attempt to one node, in seconds.
 CONNECT_TIMEOUT_S = 5.0
@@ -92,6 +97,7 @@ class Broker:
         self.reconnect_interval_s = reconnect_interval_s
         self.connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._raw_channel: aiormq.Channel | None = None
         self._exchange: AbstractExchange | None = None
         self._default_exchange: AbstractExchange | None = None
         self._dead_exchange: AbstractExchange | None = None
@@ -197,6 +203,7 @@ class Broker:
             channel.close_callbacks.add(lost)
             self.connection = connection
             self._channel = channel
+            self._raw_channel = _raw(await channel.get_underlay_channel())
             self._session = session
             self._ready.set()
             self._set_linked(True)
@@ -216,6 +223,7 @@ class Broker:
             if self.connection is connection:
                 self.connection = None
                 self._channel = None
+                self._raw_channel = None
                 self._session = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
@@ -318,36 +326,49 @@ class Broker:
         extra_headers: Mapping[str, Any] = {},
         reply_to: str | None = None,
     ) -> None:
-        if exchange is None or not self.ready:
+        raw = self._raw_channel
+        if exchange is None or raw is None or not self.ready:
             raise BrokerUnavailableError("not connected to RabbitMQ")
         headers = event.amqp_headers(attempt)
         headers.update(extra_headers)
-        message = aio_pika.Message(
-            body=event.data,
-            headers=headers,
+        # aiormq's channel directly, as aio-pika's Exchange.publish calls it, without
+        # building an aio_pika.Message first (issue 11: a fifth of a publish's CPU).
+        properties = spec.Basic.Properties(
             content_type=event.datacontenttype,
-            message_id=event.id,
+            headers=headers,
+            delivery_mode=PERSISTENT,
             correlation_id=event.correlationid,
-            type=event.type,
+            message_id=event.id,
+            message_type=event.type,
             timestamp=event.time,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             reply_to=reply_to,
         )
         try:
             async with asyncio.timeout(self.publish_timeout_s):
-                await exchange.publish(message, routing_key=routing_key, mandatory=True)
+                # wait=False: queue the frames and wait for the confirm only, not for
+                # the socket's drain while holding the channel's lock.
+                confirm = await raw.basic_publish(
+                    event.data,
+                    exchange=exchange.name,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=True,
+                    wait=False,
+                )
         except TimeoutError as exc:
             raise BrokerUnavailableError("no publisher confirm in time") from exc
-        except aio_pika.exceptions.PublishError as exc:  # Basic.Return (PublishError first:
+        except aiormq.exceptions.PublishError as exc:  # Basic.Return (PublishError first:
             # it subclasses DeliveryError)
             raise PublishRefusedError(
                 f"unroutable: no queue bound for routing key {routing_key!r} "
                 f"on exchange {exchange.name!r}"
             ) from exc
-        except aio_pika.exceptions.DeliveryError as exc:  # Basic.Nack
+        except aiormq.exceptions.DeliveryError as exc:  # Basic.Nack
             raise PublishRefusedError(f"nacked by RabbitMQ: {exc}") from exc
-        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailableError(f"publish failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(confirm, spec.Basic.Ack):  # a returned message, had it not raised
+            raise PublishRefusedError(f"not confirmed by RabbitMQ: {type(confirm).__name__}")
 
     async def close(self) -> None:
         """Stop the broker task (which closes the connection)."""
@@ -375,3 +396,10 @@ def _reason(exc: BaseException) -> str:
     if mismatch is not None:
         return describe(mismatch)
     return f"connection lost: {describe(exc)}"
+
+
+def _raw(channel: object) -> aiormq.Channel:
+    """aio-pika's underlying aiormq channel, whose ``basic_publish`` takes ``wait``."""
+    if not isinstance(channel, aiormq.Channel):
+        raise TypeError(f"expected an aiormq.Channel, got {type(channel).__name__}")
+    return channel

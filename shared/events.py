@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import InvalidEventError
+from shared.messages.decode import validate_json
 
 HEADER_PREFIX = "cloudEvents:"
 # Our own attempt counter; RabbitMQ 3.10 and 4.x disagree on x-death, so we keep ours.
@@ -83,7 +84,7 @@ class CloudEvent(BaseModel):
             InvalidEventError: naming the first failing field path.
         """
         try:
-            return model.model_validate_json(self.data)
+            return validate_json(model, self.data)
         except ValidationError as exc:
             raise InvalidEventError(describe_validation_error(exc)) from exc
 
