@@ -28,6 +28,7 @@ Errors: :class:`UnknownDeadQueueError` for a name that is not one of ``specs``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,9 @@ from shared.ops.dead_letter_messages import (
 from shared.topology import QueueSpec, Topology
 
 log = structlog.get_logger(__name__)
+
+# Longest wait, in seconds, for given-back messages to be ready in their queue again.
+GIVE_BACK_WAIT_S = 5.0
 
 __all__ = [
     "ALL_SPECS",
@@ -139,10 +143,28 @@ async def _read(queue: AbstractQueue, limit: int) -> list[AbstractIncomingMessag
     return messages
 
 
-async def _give_back(messages: Sequence[AbstractIncomingMessage]) -> None:
-    """Requeue in order: nack (not reject, which counts as a failed delivery)."""
+async def _give_back(
+    channel: AbstractChannel,
+    queue: AbstractQueue,
+    messages: Sequence[AbstractIncomingMessage],
+    ready: int,
+) -> None:
+    """Requeue in order (nack, not reject, which counts as a failed delivery), then
+    wait until ``queue`` holds ``ready`` ready messages again.
+
+    A nack has no reply, and a quorum queue requeues through its log: without the
+    wait, a purge or replay run right after a ``show`` could find the queue empty.
+    """
     for message in messages:
         await message.nack(requeue=True)
+    if not messages:
+        return
+    deadline = asyncio.get_running_loop().time() + GIVE_BACK_WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        again = await channel.declare_queue(queue.name, passive=True)
+        if (again.declaration_result.message_count or 0) >= ready:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def list_dead_letters(
@@ -182,7 +204,7 @@ async def list_dead_letters(
                 reasons[key] = reasons.get(key, 0) + 1
                 if letter.time is not None and (oldest is None or letter.time < oldest):
                     oldest = letter.time
-            await _give_back(messages)
+            await _give_back(channel, amqp_queue, messages, count)
         finally:
             await channel.close()
         base = name.removesuffix(".dead")
@@ -216,7 +238,9 @@ async def show_dead_letters(
     try:
         messages = await _read(amqp_queue, limit)
         letters = [describe(m) for m in messages]
-        await _give_back(messages)
+        await _give_back(
+            channel, amqp_queue, messages, amqp_queue.declaration_result.message_count or 0
+        )
     finally:
         await channel.close()
     return letters
@@ -278,7 +302,7 @@ async def replay_dead_letters(
             )
             await message.ack()
             log.info("dead_letter.replayed", queue=dead, work_queue=work, message_id=key)
-        await _give_back(kept)
+        await _give_back(channel, amqp_queue, kept, count - (0 if dry_run else len(replayed)))
     finally:
         await channel.close()
     return ReplayResult(
@@ -325,7 +349,7 @@ async def purge_dead_letters(
                 log.info("dead_letter.purged", queue=dead, message_id=key)
             else:
                 kept.append(message)
-        await _give_back(kept)
+        await _give_back(channel, amqp_queue, kept, count - dropped)
     finally:
         await channel.close()
     return dropped
