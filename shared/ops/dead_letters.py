@@ -136,21 +136,43 @@ async def _read(queue: AbstractQueue, limit: int) -> list[AbstractIncomingMessag
     """Up to ``limit`` messages, unacked (give them back with :func:`_give_back`)."""
     messages: list[AbstractIncomingMessage] = []
     while len(messages) < limit:
-        message = await queue.get(no_ack=False, fail=False)
+        message = await _get(queue, expected=len(messages) < _count(queue))
         if message is None:
             break
         messages.append(message)
     return messages
 
 
+async def _get(queue: AbstractQueue, *, expected: bool) -> AbstractIncomingMessage | None:
+    """The next message, unacked; when the queue's count at open says there should be
+    one (``expected``), an empty answer is asked again for a while: a message an
+    earlier call gave back may still be on its way back to the queue."""
+    deadline = asyncio.get_running_loop().time() + GIVE_BACK_WAIT_S
+    while True:
+        message = await queue.get(no_ack=False, fail=False)
+        if message is not None or not expected:
+            return message
+        if asyncio.get_running_loop().time() >= deadline:
+            return None
+        await asyncio.sleep(0.02)
+
+
+def _count(queue: AbstractQueue) -> int:
+    """Ready messages when the queue was opened (its passive declare)."""
+    return queue.declaration_result.message_count or 0
+
+
 async def _give_back(
     channel: AbstractChannel,
     queue: AbstractQueue,
     messages: Sequence[AbstractIncomingMessage],
-    ready: int,
+    *,
+    taken: int,
 ) -> None:
-    """Requeue in order (nack, not reject, which counts as a failed delivery), then
-    wait until ``queue`` holds ``ready`` ready messages again.
+    """Requeue ``messages`` in order (nack, not reject, which counts as a failed
+    delivery), ``taken`` having been read (the others acked), then wait until the queue
+    holds again at least what it held when opened, less the acked, and at least the
+    given-back plus those never read.
 
     A nack has no reply, and a quorum queue requeues through its log: without the
     wait, a purge or replay run right after a ``show`` could find the queue empty.
@@ -159,6 +181,9 @@ async def _give_back(
         await message.nack(requeue=True)
     if not messages:
         return
+    # The count at open may miss messages still being requeued by an earlier call.
+    at_open = queue.declaration_result.message_count or 0
+    ready = max(at_open - (taken - len(messages)), len(messages) + max(0, at_open - taken))
     deadline = asyncio.get_running_loop().time() + GIVE_BACK_WAIT_S
     while asyncio.get_running_loop().time() < deadline:
         again = await channel.declare_queue(queue.name, passive=True)
@@ -204,7 +229,7 @@ async def list_dead_letters(
                 reasons[key] = reasons.get(key, 0) + 1
                 if letter.time is not None and (oldest is None or letter.time < oldest):
                     oldest = letter.time
-            await _give_back(channel, amqp_queue, messages, count)
+            await _give_back(channel, amqp_queue, messages, taken=len(messages))
         finally:
             await channel.close()
         base = name.removesuffix(".dead")
@@ -238,9 +263,7 @@ async def show_dead_letters(
     try:
         messages = await _read(amqp_queue, limit)
         letters = [describe(m) for m in messages]
-        await _give_back(
-            channel, amqp_queue, messages, amqp_queue.declaration_result.message_count or 0
-        )
+        await _give_back(channel, amqp_queue, messages, taken=len(messages))
     finally:
         await channel.close()
     return letters
@@ -285,10 +308,12 @@ async def replay_dead_letters(
     kept: list[AbstractIncomingMessage] = []
     try:
         count = amqp_queue.declaration_result.message_count or 0
+        taken = 0
         for _ in range(count):
-            message = await amqp_queue.get(no_ack=False, fail=False)
+            message = await _get(amqp_queue, expected=True)
             if message is None:
                 break
+            taken += 1
             key = message_key(message)
             if not (all or key in wanted):
                 kept.append(message)
@@ -302,7 +327,7 @@ async def replay_dead_letters(
             )
             await message.ack()
             log.info("dead_letter.replayed", queue=dead, work_queue=work, message_id=key)
-        await _give_back(channel, amqp_queue, kept, count - (0 if dry_run else len(replayed)))
+        await _give_back(channel, amqp_queue, kept, taken=taken)
     finally:
         await channel.close()
     return ReplayResult(
@@ -338,10 +363,12 @@ async def purge_dead_letters(
     kept: list[AbstractIncomingMessage] = []
     try:
         count = amqp_queue.declaration_result.message_count or 0
+        taken = 0
         for _ in range(count):
-            message = await amqp_queue.get(no_ack=False, fail=False)
+            message = await _get(amqp_queue, expected=True)
             if message is None:
                 break
+            taken += 1
             key = message_key(message)
             if key in wanted:
                 await message.ack()
@@ -349,7 +376,7 @@ async def purge_dead_letters(
                 log.info("dead_letter.purged", queue=dead, message_id=key)
             else:
                 kept.append(message)
-        await _give_back(channel, amqp_queue, kept, count - dropped)
+        await _give_back(channel, amqp_queue, kept, taken=taken)
     finally:
         await channel.close()
     return dropped
