@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 
 from services.syncer.contacts import resolve_contact
+from services.syncer.credits_bulk import apply_batch
 from services.syncer.credits_fast import apply_fast, can_take_fast_path
 from services.syncer.deps import SyncerDeps
 from shared.consumer import Delivery
@@ -106,8 +107,20 @@ async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps
         if not await claim_message(conn, CREDITS.name, event.id):
             log.info("credits.duplicate_ignored")
             return
-        applied = 0
-        for change in changes:
-            if await apply_change(conn, change, note, event):
-                applied += 1
-    log.info("credits.applied", contacts=len(changes), changed=applied, reason=note.reason)
+        # A batch: two set-based statements (credits_bulk.py), unless its changes
+        # see each other or a concurrent insert won a race; then the loop, after the
+        # batch's contacts are locked in id order.
+        applied = await apply_batch(conn, changes, note, event) if len(changes) > 1 else None
+        set_based = applied is not None
+        if applied is None:
+            applied = 0
+            for change in changes:
+                if await apply_change(conn, change, note, event):
+                    applied += 1
+    log.info(
+        "credits.applied",
+        contacts=len(changes),
+        changed=applied,
+        reason=note.reason,
+        set_based=set_based,
+    )
