@@ -51,26 +51,30 @@ WITH ref AS (
        OR lower(email) = ANY(ARRAY(SELECT lower(e) FROM unnest($3::text[]) AS e))
     ORDER BY id
     FOR UPDATE
+), cand AS MATERIALIZED (  -- each change's matches, by which key (1 HubSpot id, ...)
+    SELECT ref.*, l.id, l.hubspot_id AS l_hubspot_id, l.student_id AS l_student_id,
+           l.email AS l_email, 1 AS rank
+    FROM ref JOIN locked AS l ON l.hubspot_id = ref.hubspot_id
+    UNION ALL
+    SELECT ref.*, l.id, l.hubspot_id, l.student_id, l.email, 2
+    FROM ref JOIN locked AS l ON l.student_id = ref.student_id
+    UNION ALL
+    SELECT ref.*, l.id, l.hubspot_id, l.student_id, l.email, 3
+    FROM ref JOIN locked AS l ON lower(l.email) = lower(ref.email)
 ), hit AS (  -- resolve_contact's precedence: HubSpot id, then student id, then email
-    SELECT DISTINCT ON (ref.idx) ref.*, l.id,
-        (l.hubspot_id IS NULL AND ref.hubspot_id IS NOT NULL)
-        OR (l.student_id IS NULL AND ref.student_id IS NOT NULL)
-        OR (l.email IS NULL AND ref.email IS NOT NULL)
-        OR coalesce(ref.first_name, '') <> '' OR coalesce(ref.last_name, '') <> '' AS wants_fill,
-        l.hubspot_id AS l_hubspot_id, l.student_id AS l_student_id, l.email AS l_email
-    FROM ref JOIN locked AS l
-      ON l.hubspot_id = ref.hubspot_id OR l.student_id = ref.student_id
-      OR lower(l.email) = lower(ref.email)
-    ORDER BY ref.idx, (l.hubspot_id = ref.hubspot_id) IS TRUE DESC,
-             (l.student_id = ref.student_id) IS TRUE DESC
+    SELECT DISTINCT ON (idx) * FROM cand ORDER BY idx, rank
 ), fill AS (  -- a key to learn that another contact holds: the loop's update fails whole
-    SELECT hit.idx, hit.wants_fill AND NOT EXISTS (
-        SELECT 1 FROM locked AS o WHERE o.id <> hit.id AND (
-            (hit.l_hubspot_id IS NULL AND o.hubspot_id = hit.hubspot_id)
-            OR (hit.l_student_id IS NULL AND o.student_id = hit.student_id)
-            OR (hit.l_email IS NULL AND lower(o.email) = lower(hit.email)))
-    ) AS fill
-    FROM hit
+    SELECT hit.idx,
+        ((hit.l_hubspot_id IS NULL AND hit.hubspot_id IS NOT NULL)
+         OR (hit.l_student_id IS NULL AND hit.student_id IS NOT NULL)
+         OR (hit.l_email IS NULL AND hit.email IS NOT NULL)
+         OR coalesce(hit.first_name, '') <> '' OR coalesce(hit.last_name, '') <> '')
+        AND NOT coalesce(bool_or((hit.l_hubspot_id IS NULL AND o.rank = 1)
+                                 OR (hit.l_student_id IS NULL AND o.rank = 2)
+                                 OR (hit.l_email IS NULL AND o.rank = 3)), false) AS fill
+    FROM hit LEFT JOIN cand AS o ON o.idx = hit.idx AND o.id <> hit.id
+    GROUP BY hit.idx, hit.l_hubspot_id, hit.l_student_id, hit.l_email, hit.hubspot_id,
+             hit.student_id, hit.email, hit.first_name, hit.last_name
 ), collide AS (
     SELECT EXISTS (SELECT FROM ref WHERE hubspot_id IS NOT NULL
                    GROUP BY hubspot_id HAVING count(*) > 1)
@@ -107,10 +111,10 @@ WITH ref AS (
     RETURNING id, hubspot_id, student_id, email
 ), target AS (  -- no two changes share a key (LOCK_SQL), so the keys find the row
     SELECT ref.*, coalesce(ref.contact_id, c.id) AS id, ref.contact_id IS NULL AS is_new
-    FROM ref LEFT JOIN created AS c ON ref.contact_id IS NULL
-     AND c.hubspot_id IS NOT DISTINCT FROM ref.hubspot_id
-     AND c.student_id IS NOT DISTINCT FROM ref.student_id
-     AND c.email IS NOT DISTINCT FROM ref.email
+    FROM ref LEFT JOIN created AS c ON ref.contact_id IS NULL  -- '' is no key: a hash join
+     AND coalesce(c.hubspot_id, '') = coalesce(ref.hubspot_id, '')
+     AND coalesce(c.student_id, '') = coalesce(ref.student_id, '')
+     AND coalesce(c.email, '') = coalesce(ref.email, '')
 ), changed AS (
     INSERT INTO contact_credits (contact_id, credit_type, balance, version, reason, occurred_at)
     SELECT target.id, e.credit_type, e.balance, target.version, $12, $13

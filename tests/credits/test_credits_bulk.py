@@ -337,6 +337,7 @@ async def test_a_bulk_refund_of_1000_contacts_takes_a_few_statements(db) -> None
         await run_handler(OneConnection(conn), bulk_event(items[:2], key="warm-up"))
         conn.add_query_logger(count)
         await run_handler(OneConnection(conn), bulk_event(items))
+        await asyncio.sleep(0)  # asyncpg schedules the logger's calls
         conn.remove_query_logger(count)
     # BEGIN, claim, LOCK_SQL, SAVEPOINT, APPLY_SQL, RELEASE, COMMIT.
     assert len(statements) == 7, statements
