@@ -21,7 +21,7 @@ from shared.db import claim_message, create_pool
 from shared.events import CloudEvent
 from shared.messages.credits import CREDITS_CHANGED, CreditsNotification
 from shared.queues import CREDITS
-from tests.conftest import PG_ADMIN, _dsn, _template
+from tests.conftest import PG_ADMIN, _dsn, _template, eventually
 
 # Existing contacts: (student_id, email, hubspot_id, first_name, last_name).
 SEED_CONTACTS = [
@@ -203,11 +203,14 @@ async def state(db) -> dict[str, list[Any]]:
     }
 
 
-async def test_a_mixed_batch_ends_as_the_loop_ends(db, make_db) -> None:
+@pytest.mark.parametrize("correlated", [True, False], ids=["correlation-id", "none"])
+async def test_a_mixed_batch_ends_as_the_loop_ends(db, make_db, correlated: bool) -> None:
     loop_db = await make_db()
     await seed(db)
     await seed(loop_db)
     event = bulk_event(MIXED)
+    if not correlated:  # then each push is its own correlation id, as CloudEvent.create does
+        event = event.model_copy(update={"correlationid": None})
     async with db.acquire() as conn, conn.transaction():
         assert await claim_message(conn, CREDITS.name, event.id)
         note = event.data_as(CreditsNotification)
@@ -344,3 +347,35 @@ async def test_a_bulk_refund_of_1000_contacts_takes_a_few_statements(db) -> None
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE change_version = 2") == 1000
     assert await db.fetchval("SELECT count(*) FROM outbox") == 1000
     assert await db.fetchval("SELECT count(*) FROM contact_credits") == 2000
+
+
+async def test_a_new_contact_another_transaction_creates_first_goes_through_the_loop(db) -> None:
+    await seed(db)
+    event = bulk_event(
+        [
+            *MIXED,
+            {"contact": {"studentId": "st-race"}, "credits": {"sj_credits": 4}, "version": 1},
+        ]
+    )
+    async with db.acquire() as other:
+        tx = other.transaction()
+        await tx.start()
+        race_id = await other.fetchval(
+            "INSERT INTO contacts (student_id, first_name) VALUES ('st-race', 'Ray') RETURNING id"
+        )
+        handler = asyncio.create_task(run_handler(db, event))
+        # The batch's insert of st-race waits on this transaction's, then fails on commit.
+        await eventually(
+            lambda: db.fetchval(
+                "SELECT count(*) > 0 FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
+        await tx.commit()
+        await handler
+    rows = await db.fetch("SELECT id, first_name FROM contacts WHERE student_id = 'st-race'")
+    assert [tuple(r) for r in rows] == [(race_id, "Ray")]
+    assert (
+        await db.fetchval("SELECT balance FROM contact_credits WHERE contact_id = $1", race_id) == 4
+    )
+    assert await db.fetchval("SELECT count(*) FROM audit_log") == 9  # MIXED's 8, and st-race
