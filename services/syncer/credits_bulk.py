@@ -6,19 +6,25 @@ contact inside one transaction: 8,000 for a bulk refund of 1,000 (issue 11). Her
 in the caller's transaction, after its claim of the message:
 
 1. ``LOCK_SQL`` locks every contact that any key of the batch names (HubSpot id,
-   student id, email case-insensitively) **in id order**, the lock order of every path
-   (the fast path locks one contact; the loop, when it runs a batch, runs after this
-   lock), so two batches over overlapping contacts queue instead of deadlocking. From
-   the locked rows (their latest versions) it resolves each change as
-   ``resolve_contact`` does: HubSpot id, then student id, then email; a row lacking a
-   key the change carries learns it, with the names, unless the key belongs to another
-   contact; no match means a new contact.
+   student id, email case-insensitively) **in id order**, before any other row of
+   theirs: the fast path locks its one contact first too, and the loop runs a batch
+   only after this lock, so two batches over overlapping contacts, or a batch and
+   single notifications, queue instead of deadlocking. (The claim comes before it, as
+   in the loop: only a redelivery of the same batch waits on that row, and it holds
+   nothing yet.) From the locked rows (their latest versions) it resolves each change
+   as ``resolve_contact`` does: HubSpot id, then student id, then email; a row lacking
+   a key the change carries learns it, with the names, unless the key belongs to
+   another contact; no match means a new contact.
 2. ``APPLY_SQL``, one statement of data-modifying CTEs: creates the new contacts (in
    batch order, as the loop would number them), upserts the balances with the per
-   field guard ``EXCLUDED.version > contact_credits.version``, learns keys and bumps
-   ``change_version`` of each existing contact whose balances changed, and writes one
+   field guard ``EXCLUDED.version > contact_credits.version``, fills in the keys and
+   names step 1 found to learn, bumps ``change_version`` of each contact whose
+   balances changed (a new one starts at 2, as the loop leaves it), and writes one
    audit row and one ``contact-push-<id>-<version>`` outbox row per contact that
    changed (batch order). A contact whose fields were all stale gets none of them.
+
+Seven statements for any batch: BEGIN, the claim, ``LOCK_SQL``, SAVEPOINT,
+``APPLY_SQL``, RELEASE, COMMIT (the loop: 5 to 8 per contact).
 
 Changes that interact (two of them share a key, or resolve to the same contact) would
 see each other in the loop; :func:`apply_batch` then returns None and the caller runs
@@ -40,7 +46,8 @@ from shared.messages.credits import CONTACT_PUSH, ContactPush, CreditChange, Cre
 # per change, in batch order (NULL where not given).
 # Returns one row per change: its 1-based ``idx``, the matched contact ``id`` (NULL:
 # new), ``fill`` (the keys/names update resolve_contact would make succeeds), and, on
-# every row, ``collide`` (changes that would see each other in the loop) and ``locked``.
+# every row, ``collide`` (changes that would see each other in the loop) and ``locked``
+# (rows locked; reading it makes the locking CTE run to its end).
 LOCK_SQL = """
 WITH ref AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])

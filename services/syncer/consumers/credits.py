@@ -84,9 +84,11 @@ async def apply_change(
 async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) -> None:
     """Write every contact's new balances in one transaction.
 
-    Idempotent by ``event.id`` (the app's idempotency key) and, per field, by the
-    app's version: the same notification twice, or an older one after a newer one,
-    changes nothing.
+    One known contact: one statement (``credits_fast.py``). A batch: set-based
+    statements, seven in all whatever its size (``credits_bulk.py``), or the loop
+    below when its changes meet. Idempotent by ``event.id`` (the app's idempotency
+    key) and, per field, by the app's version: the same notification twice, or an
+    older one after a newer one, changes nothing.
     """
     note = event.data_as(CreditsNotification)
     changes = note.changes()
