@@ -10,7 +10,8 @@ data needs, which is also the lock order of the transactional path: the contact 
 version, the audit row and the outbox row. So a duplicate waits on the contact, then
 finds the claim and changes nothing; a notification whose versions are all stale
 claims the message and changes nothing else. Anything else (a new contact, a key to
-learn, a batch of contacts) takes the transactional path in ``consumers/credits.py``.
+learn, a batch of contacts) takes the transactional path in ``consumers/credits.py``
+(a batch: ``credits_bulk.py``, which locks its contacts in id order before it writes).
 """
 
 from __future__ import annotations

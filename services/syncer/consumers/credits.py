@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 
 from services.syncer.contacts import resolve_contact
+from services.syncer.credits_bulk import apply_batch
 from services.syncer.credits_fast import apply_fast, can_take_fast_path
 from services.syncer.deps import SyncerDeps
 from shared.consumer import Delivery
@@ -83,9 +84,11 @@ async def apply_change(
 async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) -> None:
     """Write every contact's new balances in one transaction.
 
-    Idempotent by ``event.id`` (the app's idempotency key) and, per field, by the
-    app's version: the same notification twice, or an older one after a newer one,
-    changes nothing.
+    One known contact: one statement (``credits_fast.py``). A batch: set-based
+    statements, seven in all whatever its size (``credits_bulk.py``), or the loop
+    below when its changes meet. Idempotent by ``event.id`` (the app's idempotency
+    key) and, per field, by the app's version: the same notification twice, or an
+    older one after a newer one, changes nothing.
     """
     note = event.data_as(CreditsNotification)
     changes = note.changes()
@@ -106,8 +109,20 @@ async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps
         if not await claim_message(conn, CREDITS.name, event.id):
             log.info("credits.duplicate_ignored")
             return
-        applied = 0
-        for change in changes:
-            if await apply_change(conn, change, note, event):
-                applied += 1
-    log.info("credits.applied", contacts=len(changes), changed=applied, reason=note.reason)
+        # A batch: two set-based statements (credits_bulk.py), unless its changes
+        # see each other or a concurrent insert won a race; then the loop, after the
+        # batch's contacts are locked in id order.
+        applied = await apply_batch(conn, changes, note, event) if len(changes) > 1 else None
+        set_based = applied is not None
+        if applied is None:
+            applied = 0
+            for change in changes:
+                if await apply_change(conn, change, note, event):
+                    applied += 1
+    log.info(
+        "credits.applied",
+        contacts=len(changes),
+        changed=applied,
+        reason=note.reason,
+        set_based=set_based,
+    )
