@@ -22,10 +22,11 @@ For each N of ``--syncers`` (more syncers are started; none are stopped between 
 
 Printed (and written to ``bench/results/scaling.json``): per N the rates, the ratios
 N ÷ 1 against the aims (2 ÷ 1 ≥ 1.7, 4 ÷ 1 ≥ 3), and per phase what was near its
-ceiling (``bench/_scaling_limits.py``: CPU, handlers in flight vs prefetch, busy main and
+ceiling (``bench/_scaling_sampler.py``, ``bench/_scaling_limits.py``: CPU, the slowest
+stage and what its handlers wait for, handlers in flight vs prefetch, busy main and
 CRM pool connections, provider budget, backlog), as the likely limit.
 
-    .venv/bin/python bench/scaling.py [--orders 600] [--profiles 2000] [--latency-ms 50]
+    .venv/bin/python bench/scaling.py [--orders 1000] [--profiles 3000] [--latency-ms 50]
         [--syncers 1,2,4] [--syncer-env CRMSYNC_X=VALUE ...]
 """
 
@@ -43,7 +44,9 @@ from typing import Any
 
 import packages
 from _common import RESULTS, CpuMeter, idle_percent, pid_of
-from _scaling_limits import Limits, Sampler, diagnose
+from _scaling_limits import Limits, diagnose
+from _scaling_report import ratios, report
+from _scaling_sampler import Sampler
 from _scaling_work import (
     SHOPIFY_CALLS_PER_ACTION,
     push,
@@ -55,7 +58,6 @@ from _scaling_work import (
 )
 from _stack import PostgresCpu, Service, Stack, _settings_kwargs, bench_main, env_pair
 
-AIMS = {2: 1.7, 4: 3.0}
 ORDER_QUEUES = ["syncer.orders", "syncer.membership_actions.shopify"]
 CHUNK_QUEUE = "syncer.packages.chunks"
 
@@ -92,11 +94,14 @@ def _cpu(meter: CpuMeter, postgres: float) -> dict[str, float]:
     return cpu
 
 
-async def order_phase(
-    ctx: dict[str, Any], syncers: list[Service], round_no: int, args: argparse.Namespace
-) -> dict[str, Any]:
+def _per_s(in_flight: int, wait_ms: float) -> float | None:
+    """Work items per second when ``in_flight`` of them each wait ``wait_ms``."""
+    return round(in_flight * 1000 / wait_ms, 1) if wait_ms > 0 else None
+
+
+async def order_phase(ctx: dict[str, Any], syncers: list[Service], round_no: int) -> dict[str, Any]:
     """(a): push the round's orders, wait for every action; rates, figures, limits."""
-    pool = ctx["pool"]
+    pool, args = ctx["pool"], ctx["args"]
     orders = shopify_orders(round_no, args.orders, ctx["secret"])
     after_id = await pool.fetchval("SELECT coalesce(max(id), 0) FROM provider_actions")
     sampler = Sampler(syncers, pool, ctx["databases"], ctx["namespace"], ORDER_QUEUES)
@@ -115,9 +120,13 @@ async def order_phase(
     cpu = _cpu(meter, postgres.stop())
     rate = rates(started, done)
     floor = {ORDER_QUEUES[1]: SHOPIFY_CALLS_PER_ACTION * args.latency_ms}
-    found = diagnose(figures, cpu, limits_of(ctx["env"], len(syncers)), floor_ms=floor)
+    limits = limits_of(ctx["env"], len(syncers))
+    found = diagnose(figures, cpu, limits, floor_ms=floor)
+    # Actions in flight (prefetch) over the provider latency an action waits out.
+    in_flight = len(syncers) * limits.prefetch[ORDER_QUEUES[1]]
+    ceiling = _per_s(in_flight, floor[ORDER_QUEUES[1]])
     result = {"syncers": len(syncers), **pushed, **rate, "figures": figures, "cpu": cpu}
-    result["limits"] = found
+    result |= {"io_ceiling_per_s": ceiling, "limits": found}
     print(
         f"  orders    N={len(syncers)}  {rate['steady_per_s'] or 0:>7.1f} actions/s steady, "
         f"{rate['end_to_end_per_s'] or 0:.1f} end to end ({args.orders} actions, pushed in "
@@ -147,27 +156,19 @@ async def packages_phase(ctx: dict[str, Any], syncers: list[Service]) -> dict[st
             f"chunks: the run has {chunks} chunks of {args.batch_size} for {slots} prefetch "
             f"slots, so some slots stay idle (more profiles or a smaller batchSize)"
         )
+    # A chunk syncs its profiles one after the other, each one CRM read (mapped profiles):
+    # CRM reads in flight are the chunks in flight, at most the CRM pool.
+    per_syncer = min(limits.prefetch[CHUNK_QUEUE], limits.crm_pool_max)
+    reads = min(len(syncers) * per_syncer, max(1, chunks))
     return {
         "syncers": len(syncers),
         "profiles_per_s": run["profiles_per_s"],
+        "io_ceiling_per_s": _per_s(reads, args.latency_ms),
         "run": run,
         "figures": figures,
         "cpu": cpu,
         "limits": found,
     }
-
-
-def ratios(rounds: list[dict[str, Any]], key: str, rate: str) -> dict[str, dict[str, Any]]:
-    """``{"2": {"ratio": 1.9, "aim": 1.7, "met": True}, ...}`` against the first N."""
-    base = rounds[0][key][rate]
-    found = {}
-    for r in rounds[1:]:
-        n = r["syncers"] // rounds[0]["syncers"]
-        value = round(r[key][rate] / base, 2) if base and r[key][rate] else None
-        aim = AIMS.get(n)
-        met = None if aim is None or value is None else value >= aim
-        found[str(r["syncers"])] = {"ratio": value, "aim": aim, "met": met}
-    return found
 
 
 async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
@@ -208,7 +209,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             while len(syncers) < count:
                 syncers.append(stack.syncer(database, sandbox, **env))
             print(f"{count} syncer(s), latency {args.latency_ms:g} ms", flush=True)
-            orders = await order_phase(ctx, syncers, round_no, args)
+            orders = await order_phase(ctx, syncers, round_no)
             bulk = await packages_phase(ctx, syncers)
             rounds.append({"syncers": count, "orders": orders, "packages": bulk})
     finally:
@@ -243,49 +244,6 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def report(r: dict[str, Any]) -> str:
-    c = r["config"]
-    rows = [
-        f"scaling: {c['orders']} orders and {c['profiles']:,} profiles per round, provider "
-        f"and CRM latency {c['latency_ms']:g} ms",
-        f"  {'syncers':>7} {'actions/s':>10} {'(end to end)':>12} {'profiles/s':>11}",
-    ]
-    for x in r["rounds"]:
-        o, p = x["orders"], x["packages"]
-        rows.append(
-            f"  {x['syncers']:>7} {o['steady_per_s'] or 0:>10.1f} "
-            f"{o['end_to_end_per_s'] or 0:>12.1f} {p['profiles_per_s'] or 0:>11.1f}"
-        )
-    for path, per_n in r["ratios"].items():
-        for n, v in per_n.items():
-            aim = f"aim ≥ {v['aim']}: {'met' if v['met'] else 'NOT met'}" if v["aim"] else "no aim"
-            rows.append(f"  {path} {n} ÷ {r['rounds'][0]['syncers']}: {v['ratio']}  ({aim})")
-    rows.append("  what was near its ceiling (likely limit first):")
-    for x in r["rounds"]:
-        for path in ("orders", "packages"):
-            for i, finding in enumerate(x[path]["limits"]):
-                head = f"N={x['syncers']} {path}:" if i == 0 else ""
-                rows.append(f"    {head:<16} {finding}")
-    for x in r["rounds"]:
-        for path, phase in (("orders", x["orders"]), ("packages", x["packages"])):
-            f = phase["figures"]
-            queues = "; ".join(
-                f"{name.removeprefix('syncer.')} {q['handler_mean_ms']} ms x "
-                f"{q['in_flight_per_syncer']} in flight/syncer, ready {q['ready_mean']}"
-                for name, q in f["queues"].items()
-            )
-            rows.append(
-                f"    N={x['syncers']} {path}: {queues}; DB busy {f['db_busy_mean']} "
-                f"(max {f['db_busy_max']}, open {f['db_open_max']}), CRM busy "
-                f"{f['crm_busy_mean']}, budget {f['budget_utilisation_max']}"
-            )
-    rows.append(
-        f"  idle before the run {r['environment']['idle_percent_before']:.0f} %; "
-        f"ran {r['elapsed_s']:.0f} s"
-    )
-    return "\n".join(rows)
-
-
 def _counts(text: str) -> list[int]:
     counts = [int(x) for x in text.split(",")]
     if not counts or counts != sorted(set(counts)) or counts[0] < 1:
@@ -295,8 +253,8 @@ def _counts(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=600, help="orders per round (600)")
-    parser.add_argument("--profiles", type=int, default=2000, help="profiles (2000)")
+    parser.add_argument("--orders", type=int, default=1000, help="orders per round (1000)")
+    parser.add_argument("--profiles", type=int, default=3000, help="profiles (3000)")
     parser.add_argument("--latency-ms", type=float, default=50, help="provider and CRM (50)")
     parser.add_argument("--syncers", type=_counts, default=[1, 2, 4], help="rounds (1,2,4)")
     parser.add_argument("--batch-size", type=int, default=20, help="bulk run batchSize (20)")
