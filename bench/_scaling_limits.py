@@ -36,8 +36,17 @@ def _causes(figures: dict[str, Any], limits: Limits) -> list[str]:
     if limits.crm_pool_max and figures["crm_busy_mean"] >= NEAR * n * limits.crm_pool_max:
         causes.append("a CRM connection")
     if figures["db_busy_mean"] >= NEAR * n * limits.queue_db_connections:
-        causes.append("a main-pool connection (its queue's share)")
+        causes.append(f"a main-pool connection (its queue's share; {_doing(figures)})")
     return causes
+
+
+def _doing(figures: dict[str, Any]) -> str:
+    """``"busy connections: 4.1 held by the syncer, 2.0 waiting (IO:WALSync 1.5), ..."``"""
+    doing = figures.get("db_busy_doing") or {}
+    parts = [f"{v} {k}" for k, v in doing.items()]
+    waits = ", ".join(f"{k} {v}" for k, v in (figures.get("db_waits") or {}).items())
+    text = "busy connections: " + (", ".join(parts) or "none")
+    return text + (f" ({waits})" if waits else "")
 
 
 def _stage(name: str, q: dict[str, Any], prefetch: int, floor_ms: float, causes: list[str]) -> str:
@@ -104,7 +113,8 @@ def diagnose(
     if figures["db_busy_mean"] >= NEAR * pool or figures["db_busy_max"] >= pool:
         found.append(
             f"main DB pool: {figures['db_busy_mean']} of {n} x {limits.db_pool_max} connections "
-            f"busy on average (max {figures['db_busy_max']}): raise CRMSYNC_DB_POOL_MAX_SIZE"
+            f"busy on average (max {figures['db_busy_max']}; {_doing(figures)}): raise "
+            f"CRMSYNC_DB_POOL_MAX_SIZE if they mostly run or are held, not if they wait"
         )
     elif figures["db_busy_mean"] >= NEAR * n * limits.queue_db_connections:
         found.append(

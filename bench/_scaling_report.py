@@ -26,15 +26,17 @@ def report(r: dict[str, Any]) -> str:
     rows = [
         f"scaling: {c['orders']} orders and {c['profiles']:,} profiles per round, provider "
         f"and CRM latency {c['latency_ms']:g} ms",
-        f"  {'syncers':>7} {'actions/s':>10} {'(end to end)':>12} {'I/O ceiling':>11}"
-        f" {'profiles/s':>11} {'I/O ceiling':>11}",
+        "  ceilings: I/O = slots in flight ÷ latency; CPU = cores ÷ crmsync's CPU per item",
+        f"  {'syncers':>7} {'actions/s':>10} {'(end to end)':>12} {'I/O':>6} {'CPU':>6}"
+        f" {'profiles/s':>11} {'I/O':>6} {'CPU':>6}",
     ]
     for x in r["rounds"]:
         o, p = x["orders"], x["packages"]
         rows.append(
             f"  {x['syncers']:>7} {o['steady_per_s'] or 0:>10.1f} "
-            f"{o['end_to_end_per_s'] or 0:>12.1f} {o['io_ceiling_per_s'] or 0:>11.0f} "
-            f"{p['profiles_per_s'] or 0:>11.1f} {p['io_ceiling_per_s'] or 0:>11.0f}"
+            f"{o['end_to_end_per_s'] or 0:>12.1f} {o['io_ceiling_per_s'] or 0:>6.0f} "
+            f"{o['cpu_ceiling_per_s'] or 0:>6.0f} {p['profiles_per_s'] or 0:>11.1f} "
+            f"{p['io_ceiling_per_s'] or 0:>6.0f} {p['cpu_ceiling_per_s'] or 0:>6.0f}"
         )
     for path, per_n in r["ratios"].items():
         for n, v in per_n.items():
@@ -68,7 +70,8 @@ def report(r: dict[str, Any]) -> str:
             budget = {k: v for k, v in f["budget_utilisation_max"].items() if v}
             rows.append(
                 f"    N={x['syncers']} {path}: {queues}; DB busy {f['db_busy_mean']} "
-                f"(max {f['db_busy_max']}, open {f['db_open_max']}), CRM busy "
+                f"(max {f['db_busy_max']}, open {f['db_open_max']}; "
+                f"{f.get('db_busy_doing') or {}} {f.get('db_waits') or {}}), CRM busy "
                 f"{f['crm_busy_mean']}, budget used {budget or 0}"
             )
     rows.append(

@@ -8,7 +8,9 @@
   used; its maximum over the phase is kept);
 - ``pg_stat_activity``: connections of the syncers' main pools (``crmsync-syncer``) on
   the bench's database and of their CRM pools (``crmsync``) on the CRM database, open
-  and busy (any state but ``idle``: running a statement or inside a transaction);
+  and busy (any state but ``idle``: running a statement or inside a transaction), and
+  what the busy main-pool ones were doing: running, waiting in Postgres (a lock, the
+  WAL: ``wait_event``) or held idle in a transaction by the syncer;
 - the ready messages of the phase's queues (a passive declare: messages waiting for a
   free prefetch slot, unacked ones excluded).
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +77,9 @@ class Sampler:
     _last: list[Snapshot] = field(default_factory=list)
     _budget_max: dict[str, float] = field(default_factory=dict)
     _db: list[tuple[int, int, int]] = field(default_factory=list)  # open, busy, crm busy
+    # What the busy main-pool connections were doing, summed over the samples.
+    _doing: Counter[str] = field(default_factory=Counter)
+    _waits: Counter[str] = field(default_factory=Counter)
     _ready: dict[str, list[int]] = field(default_factory=dict)
     # Per sample: (monotonic s, handler seconds so far per queue, ready per queue).
     _series: list[tuple[float, dict[str, float], dict[str, int]]] = field(default_factory=list)
@@ -171,6 +177,24 @@ class Sampler:
             main,
             crm,
         )
+        # A busy connection either runs (on a CPU), waits inside Postgres (a lock, the
+        # WAL, I/O: its wait_event), or is idle in a transaction: the syncer holds it
+        # while it works between two statements.
+        for r in await self.pool.fetch(
+            """
+            SELECT CASE WHEN state = 'active' AND wait_event_type IS NULL THEN 'running'
+                        WHEN state = 'active' THEN 'waiting'
+                        ELSE 'held by the syncer' END AS doing,
+                   wait_event_type || ':' || wait_event AS wait, count(*) AS n
+            FROM pg_stat_activity
+            WHERE datname = $1 AND application_name = 'crmsync-syncer' AND state <> 'idle'
+            GROUP BY 1, 2
+            """,
+            main,
+        ):
+            self._doing[r["doing"]] += r["n"]
+            if r["doing"] == "waiting":
+                self._waits[r["wait"]] += r["n"]
         return int(row["open"]), int(row["busy"]), int(row["crm_busy"])
 
     def _delta(self, name: str, **labels: str) -> float:
@@ -211,6 +235,9 @@ class Sampler:
             "db_busy_max": max(d[1] for d in db),
             "crm_busy_mean": round(sum(d[2] for d in db) / len(db), 1),
             "crm_busy_max": max(d[2] for d in db),
+            # Mean busy connections by what they were doing, and the top waits.
+            "db_busy_doing": {k: round(v / len(db), 1) for k, v in self._doing.most_common()},
+            "db_waits": {k: round(v / len(db), 1) for k, v in self._waits.most_common(4)},
             "budget_utilisation_max": {k: round(v, 2) for k, v in self._budget_max.items()},
             "provider_actions": outcomes,
         }

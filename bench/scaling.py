@@ -94,6 +94,19 @@ def _cpu(meter: CpuMeter, postgres: float) -> dict[str, float]:
     return cpu
 
 
+def cpu_ceiling(cpu: dict[str, float], wall_s: float, items: int) -> dict[str, float | None]:
+    """CPU ms per item of crmsync's processes (syncers, intake, sandbox, RabbitMQ,
+    Postgres; not ``other``), and the items per second this machine's cores would give
+    at that cost if crmsync had them to itself."""
+    ours = sum(v for k, v in cpu.items() if k not in ("other", "machine"))
+    ms = 10 * ours * wall_s / items if items else 0.0  # % of a core x s = 10 ms
+    cores = os.cpu_count() or 1
+    return {
+        "cpu_ms_per_item": round(ms, 2),
+        "cpu_ceiling_per_s": round(cores * 1000 / ms, 1) if ms > 0 else None,
+    }
+
+
 def _per_s(in_flight: int, wait_ms: float) -> float | None:
     """Work items per second when ``in_flight`` of them each wait ``wait_ms``."""
     return round(in_flight * 1000 / wait_ms, 1) if wait_ms > 0 else None
@@ -127,6 +140,7 @@ async def order_phase(ctx: dict[str, Any], syncers: list[Service], round_no: int
     ceiling = _per_s(in_flight, floor[ORDER_QUEUES[1]])
     result = {"syncers": len(syncers), **pushed, **rate, "figures": figures, "cpu": cpu}
     result |= {"io_ceiling_per_s": ceiling, "limits": found}
+    result |= cpu_ceiling(cpu, figures["wall_s"], args.orders)
     print(
         f"  orders    N={len(syncers)}  {rate['steady_per_s'] or 0:>7.1f} actions/s steady, "
         f"{rate['end_to_end_per_s'] or 0:.1f} end to end ({args.orders} actions, pushed in "
@@ -164,6 +178,7 @@ async def packages_phase(ctx: dict[str, Any], syncers: list[Service]) -> dict[st
         "syncers": len(syncers),
         "profiles_per_s": run["profiles_per_s"],
         "io_ceiling_per_s": _per_s(reads, args.latency_ms),
+        **cpu_ceiling(cpu, run["trigger_to_finished_s"], args.profiles),
         "run": run,
         "figures": figures,
         "cpu": cpu,
