@@ -9,7 +9,8 @@ it stops the processes, deletes every queue and exchange of the namespace (the n
 crmsync declares, then whatever ``rabbitmqctl`` still lists under the prefix), and
 drops the databases.
 
-Used by ``bench/credits.py``, ``bench/hubspot_sync.py`` and ``bench/packages.py``.
+Used by ``bench/credits.py``, ``bench/hubspot_sync.py``, ``bench/packages.py`` and
+``bench/scaling.py``.
 """
 
 from __future__ import annotations
@@ -155,11 +156,15 @@ class Stack:
         """``crmsync sandbox`` (its HubSpot store indexes the properties it looks up by)."""
         return self.start("sandbox", {}, ready_path="/_sandbox/health")
 
-    def intake(self, api_keys: Mapping[str, str]) -> Service:
+    def intake(
+        self, api_keys: Mapping[str, str], *, shopify_webhook_secret: str | None = None
+    ) -> Service:
+        """``crmsync intake`` with these API keys; ``shopify_webhook_secret`` for benches
+        that sign Shopify webhooks (random otherwise, so intake does not warn)."""
         env = {
             "CRMSYNC_API_KEYS": json.dumps(dict(api_keys)),
-            # Not used by the benches; set so that intake does not warn about them.
-            "CRMSYNC_SHOPIFY_WEBHOOK_SECRET": secrets.token_urlsafe(16),
+            "CRMSYNC_SHOPIFY_WEBHOOK_SECRET": shopify_webhook_secret or secrets.token_urlsafe(16),
+            # Not used by the benches; set so that intake does not warn about it.
             "CRMSYNC_COMMERCE7_TENANTS": "bench",
         }
         return self.start("intake", env, ready_path="/readyz")
