@@ -66,9 +66,13 @@ from _common import (
     ROOT,
     WRK_MISSING,
     CpuMeter,
+    PeakRss,
     free_port,
     has_wrk,
     idle_percent,
+    peak_rss,
+    peak_rss_report,
+    peak_rss_results,
     percentile,
     pid_of,
     run_wrk,
@@ -289,6 +293,8 @@ class Bench:
         self.wrk_script.write_text(wrk_post_script(BODY_PATH, self.headers))
         self.declared = False
         self.purged_at = -PURGE_SETTLE_S
+        # Peak RSS of each crmsync process, read just before it is stopped.
+        self.memory: list[PeakRss] = []
         # How intake is started (``--host`` and ``--port`` are added).
         self.intake_command = [str(Path(sys.executable).parent / "crmsync"), "intake"]
 
@@ -326,6 +332,8 @@ class Bench:
                 raise
             yield url, proc.pid
         finally:
+            if proc.poll() is None:
+                self.memory.append(peak_rss(f"intake:{port}", proc.pid))
             stop_process(proc)
             errors = log_path.read_text(errors="replace").strip()
             if errors:
@@ -758,6 +766,7 @@ def run(bench: Bench) -> dict[str, Any]:
         },
         # Phases during which other processes took more CPU than OTHER_CPU_WARN.
         "disturbed": {k: v for k, v in taken.items() if v > OTHER_CPU_WARN},
+        "peak_rss": peak_rss_results(bench.memory),
         "elapsed_s": round(time.monotonic() - started, 1),
     }
 
@@ -816,6 +825,7 @@ def report(results: dict[str, Any]) -> str:
             + ", ".join(f"{phases[k]['label'][:3]} {v:.0f} %" for k, v in disturbed.items())
             + " (of a core): the figures are disturbed, run again on a quiet machine."
         )
+    rows.append(peak_rss_report(results["peak_rss"]))
     return "\n".join(rows)
 
 
