@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import aio_pika
+from aio_pika.abc import HeadersType
 from aiohttp import web
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange
 from pydantic import BaseModel, Field, ValidationError
@@ -101,7 +102,6 @@ def create_app(amqp_url: str, exchange: str, secret: str) -> web.Application:
         broker = RabbitBroker(
             amqp_url,
             default_channel=Channel(on_return_raises=True),
-            client_properties={"connection_name": "crmsync-bench-faststream"},
             log_level=logging.WARNING,
         )
         await broker.connect()
@@ -124,7 +124,7 @@ def create_app(amqp_url: str, exchange: str, secret: str) -> web.Application:
         event_type = "shopify." + topic.replace("/", ".")
         now = datetime.now(UTC)
         shop = request.headers.get("X-Shopify-Shop-Domain", "")
-        headers = {
+        headers: HeadersType = {
             f"{CLOUDEVENTS_PREFIX}specversion": "1.0",
             f"{CLOUDEVENTS_PREFIX}id": webhook_id,
             f"{CLOUDEVENTS_PREFIX}source": f"https://{shop}",
