@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import free_port, wait_http_ok
+from _common import PeakRss, free_port, peak_rss, wait_http_ok
 
 CRMSYNC = str(Path(sys.executable).parent / "crmsync")
 READY_PATHS = {
@@ -66,6 +66,8 @@ class Slot:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Peak RSS of each process of the slot, read just before we kill or stop it.
+    memory: list[PeakRss] = field(default_factory=list)
     # Exits we caused (SIGKILL or SIGTERM), so poll() does not count them as crashes.
     _expected: set[int] = field(default_factory=set)
 
@@ -102,10 +104,16 @@ class Slot:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{self.name} not ready: {exc}\n{tail}") from exc
 
+    def _read_memory(self) -> None:
+        assert self.proc is not None
+        name = f"{self.name} (pid {self.proc.pid})"
+        self.memory.append(peak_rss(name, self.proc.pid, aim=self.role != "sandbox"))
+
     def kill(self) -> None:
         """SIGKILL the process (no clean-up at all)."""
         if self.alive():
             assert self.proc is not None
+            self._read_memory()
             self._expected.add(self.proc.pid)
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
@@ -118,6 +126,7 @@ class Slot:
         if not self.alive():
             return
         assert self.proc is not None
+        self._read_memory()
         self._expected.add(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from _chaos_faults import PHASE_TITLES
+from _common import peak_rss_report
 
 AIM_KEYS = ("lost", "duplicated", "wrong_pg", "wrong_provider")
 
@@ -173,6 +174,8 @@ def report(results: dict[str, Any]) -> str:
         lines += table(run)
         for p in run["phases"]:
             lines += ["", *details(p)]
+        if "peak_rss" in run:
+            lines += ["", peak_rss_report(run["peak_rss"])]
         proof = run.get("judge_proof")
         if proof:
             verdict = "every planted defect counted" if proof["ok"] else "MISSED defects"

@@ -286,3 +286,134 @@ def run_wrk(
         cpu_percent=round(100 * (usage.ru_utime + usage.ru_stime) / duration, 1),
         output=output.replace(marker + "\n", ""),
     )
+
+
+# ------------------------------------------------------------------ memory
+
+# Issue 11, item 6: each service's peak resident memory during the benches.
+AIM_RSS_MB = 150.0
+
+
+def _vm_hwm_kb(pid: int) -> int | None:
+    """``VmHWM`` (peak resident set, kB) of ``pid`` from /proc/<pid>/status; None if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every living process below ``pid`` (children, their children...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The field after the state that follows the ")" ending the command name.
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+@dataclass
+class PeakRss:
+    """Peak resident memory of one started process and its descendants, in MB.
+
+    MB here is 2^20 bytes (what ``ps -o rss`` / 1024 gives). Read from Linux's
+    ``VmHWM`` ("peak resident set size", proc(5)), so it must be read while the
+    process still runs, just before stopping it. For a process with children (e.g.
+    ``crmsync intake --workers N``) ``largest_child_mb`` and ``sum_mb`` (itself + all
+    descendants) are filled in; the sum counts pages the children share with their
+    parent (copy-on-write after fork) once per process, so it is an upper bound.
+    ``peak_mb`` is the largest single process, which is what :data:`AIM_RSS_MB` bounds;
+    ``aim`` is False for processes the aim is not about (a provider sandbox).
+    """
+
+    name: str
+    pid: int
+    own_mb: float | None
+    children: int = 0
+    largest_child_mb: float | None = None
+    sum_mb: float | None = None
+    aim: bool = True
+
+    @property
+    def peak_mb(self) -> float | None:
+        values = [v for v in (self.own_mb, self.largest_child_mb) if v is not None]
+        return max(values) if values else None
+
+    @property
+    def met(self) -> bool | None:
+        """Under :data:`AIM_RSS_MB`; None if not measured or not aimed at."""
+        peak = self.peak_mb
+        return None if peak is None or not self.aim else peak < AIM_RSS_MB
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "own_mb": self.own_mb,
+            "children": self.children,
+            "largest_child_mb": self.largest_child_mb,
+            "sum_mb": self.sum_mb,
+            "peak_mb": self.peak_mb,
+            "aim_mb": AIM_RSS_MB if self.aim else None,
+            "met": self.met,
+        }
+
+
+def peak_rss(name: str, pid: int, *, aim: bool = True) -> PeakRss:
+    """Measure :class:`PeakRss` of ``pid`` (named ``name``, e.g. ``"intake:8080"``) now."""
+
+    def mb(kb: int | None) -> float | None:
+        return None if kb is None else round(kb / 1024, 1)
+
+    own = _vm_hwm_kb(pid)
+    kids = [kb for kb in map(_vm_hwm_kb, _descendants(pid)) if kb is not None]
+    if not kids:
+        return PeakRss(name, pid, mb(own), aim=aim)
+    return PeakRss(
+        name, pid, mb(own), len(kids), mb(max(kids)), mb((own or 0) + sum(kids)), aim=aim
+    )
+
+
+def peak_rss_results(records: Sequence[PeakRss]) -> dict[str, Any]:
+    """The JSON block benches write under ``"peak_rss"``: every process and the verdict."""
+    verdicts = [r.met for r in records if r.met is not None]
+    return {
+        "aim_mb": AIM_RSS_MB,
+        "processes": [r.as_dict() for r in records],
+        "all_met": all(verdicts) if verdicts else None,
+    }
+
+
+def peak_rss_report(block: dict[str, Any]) -> str:
+    """One printed line per process from :func:`peak_rss_results`'s block, verdict first."""
+    aim = block["aim_mb"]
+    verdict = {True: "met", False: "NOT met", None: "not measured"}[block["all_met"]]
+    lines = [f"peak RSS of each crmsync process (VmHWM; aim < {aim:g} MB each): {verdict}"]
+    for p in block["processes"]:
+        own = "gone" if p["own_mb"] is None else f"{p['own_mb']:.1f} MB"
+        text = f"  {p['name']:<24} {own:>9}"
+        if p["children"]:
+            text += (
+                f"; {p['children']} child(ren), largest {p['largest_child_mb']:.1f} MB, "
+                f"sum {p['sum_mb']:.1f} MB"
+            )
+        if p["aim_mb"] is None:
+            text += "  (no aim: a test double)"
+        elif p["met"] is False:
+            text += "  NOT met"
+        lines.append(text)
+    return "\n".join(lines)

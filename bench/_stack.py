@@ -32,7 +32,16 @@ from typing import Any
 
 import aio_pika
 import asyncpg
-from _common import cpu_seconds, free_port, stop_process, wait_http_ok
+from _common import (
+    PeakRss,
+    cpu_seconds,
+    free_port,
+    peak_rss,
+    peak_rss_report,
+    peak_rss_results,
+    stop_process,
+    wait_http_ok,
+)
 
 PG_ADMIN = os.environ.get("CRMSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("CRMSYNC_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -82,6 +91,8 @@ class Stack:
     tag: str = field(default_factory=lambda: secrets.token_hex(4))
     services: list[Service] = field(default_factory=list)
     databases: list[str] = field(default_factory=list)
+    # Each process's peak memory, read as it is stopped (issue 11, item 6).
+    memory: list[PeakRss] = field(default_factory=list)
     tmp: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -187,6 +198,15 @@ class Stack:
             ready_path="/readyz",
         )
 
+    def stop(self, service: Service) -> None:
+        """Record ``service``'s peak RSS (it must still run to be read), then stop it."""
+        if service.pid not in {m.pid for m in self.memory}:
+            name, aim = f"{service.role}:{service.port}", service.role != "sandbox"
+            # A process that already exited cannot be read: recorded as not measured.
+            own = peak_rss(name, service.pid, aim=aim) if service.alive() else None
+            self.memory.append(own or PeakRss(name, service.pid, None, aim=aim))
+        stop_process(service.proc, timeout_s=15)
+
     # ------------------------------------------------------------ the end
 
     def close(self) -> None:
@@ -195,7 +215,7 @@ class Stack:
         previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
         try:
             for service in reversed(self.services):
-                stop_process(service.proc, timeout_s=15)
+                self.stop(service)
             self._report_logs()
             asyncio.run(self._delete_namespace())
             self._sweep_namespace()
@@ -410,8 +430,10 @@ def bench_main(
         return 1
     finally:
         stack.close()
+    results["peak_rss"] = peak_rss_results(stack.memory)
     print()
     print(report(results))
+    print(peak_rss_report(results["peak_rss"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"figures written to {args.output}")

@@ -47,7 +47,7 @@ from _chaos_prove import prove_live
 from _chaos_report import aim_met, report
 from _chaos_run import Options, Run
 from _chaos_selftest import self_test
-from _common import RESULTS
+from _common import RESULTS, peak_rss_results
 
 
 async def one_run(run: Run, prove: bool, result: dict[str, Any]) -> None:
@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             try:
                 run.close()
+                memory = [m for slot in run.slots for m in slot.memory]
+                result["peak_rss"] = peak_rss_results(memory)
             finally:
                 for s, handler in previous.items():
                     signal.signal(s, handler)

@@ -75,7 +75,7 @@ os.environ["CRMSYNC_BENCH_AMQP"] = SURVIVOR_URL
 import aio_pika  # noqa: E402
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
-from _common import RESULTS, ROOT  # noqa: E402
+from _common import RESULTS, ROOT, peak_rss, peak_rss_report, peak_rss_results  # noqa: E402
 from _stack import Service, Stack  # noqa: E402
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -257,16 +257,6 @@ async def declare_topology(url: str, namespace: str, syncer_env: dict[str, str])
     return sorted(declared)
 
 
-def peak_rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
 # -------------------------------------------------------------- the run
 
 
@@ -395,7 +385,9 @@ async def run(stack: Stack, cluster: LocalCluster, args: argparse.Namespace) -> 
         if proc.is_alive():
             proc.kill()
     load_end = time.time()
-    rss = {f"{s.role}:{s.port}": peak_rss_mib(s.pid) for s in services}
+    rss = peak_rss_results(
+        [peak_rss(f"{s.role}:{s.port}", s.pid, aim=s.role != "sandbox") for s in services]
+    )
     leaders_after = cluster.quorum_leaders(survivor, stack.namespace)
 
     accepted = {
@@ -433,7 +425,7 @@ async def run(stack: Stack, cluster: LocalCluster, args: argparse.Namespace) -> 
 
     return _figures(
         args, records, accepted, applied, duplicated, kills, commits, load_start, load_end,
-        replicas=replicas, rss=rss, namespace=stack.namespace,
+        replicas=replicas, peak_rss=rss, namespace=stack.namespace,
         leaders_before=leaders_before, leaders_after=leaders_after,
     )  # fmt: skip
 
@@ -573,7 +565,7 @@ def report(r: dict[str, Any]) -> str:
         f"aims: 0 lost ({'met' if lost == 0 else 'NOT met'}: {lost}), 0 duplicated "
         f"({'met' if dup == 0 else 'NOT met'}: {dup}), recovery < {AIM_RECOVERY_S:.0f} s "
         f"({'met' if worst < AIM_RECOVERY_S else 'NOT met'}: {worst} s)",
-        "peak RSS (MiB): " + ", ".join(f"{k} {v}" for k, v in r["rss"].items()),
+        peak_rss_report(r["peak_rss"]),
     ]
     if any(r["lost_examples"].values()):
         lines.append(f"lost, first ids: {r['lost_examples']}")

@@ -2,7 +2,7 @@
 
 The body is the real Shopify order ``tests/fixtures/shopify_order_450789469.json``
 (27,799 bytes, sent as raw bytes, signed with the secret the bench gives intake).
-Four measurements, each ``--duration`` seconds after ``--warmup`` seconds of the same
+Five measurements, each ``--duration`` seconds after ``--warmup`` seconds of the same
 load that is not counted:
 
 1. **intake, full speed**: ``crmsync intake`` as a real process (namespace
@@ -21,23 +21,33 @@ load that is not counted:
    intervals and times each request from the moment it was *scheduled*, so a stall
    counts against intake instead of silently lowering the rate (no coordinated
    omission).
+5. **a FastStream peer**: the same wrk load as (1) against the same endpoint written
+   the way FastStream's documentation shows (``bench/_faststream_peer.py``, its own
+   process): same HMAC check, a pydantic model of the same fields, FastStream's
+   ``RabbitBroker`` publishing the same bytes, persistent, mandatory, confirmed, to
+   the same quorum queue through the topic exchange, 200 after the publish returns.
+   Skipped with ``--skip-peer`` or when faststream is not installed (a dev extra).
 
 It prints rate, p50 and p99 of each, intake ÷ ceiling (aim ≥ 0.8: the broker, not
-intake, should limit us) and intake ÷ bare, and whether p99 at half rate is under
-20 ms; the CPU each process used (100 % = one core) shows who the bottleneck is. The
-figures also go to ``bench/results/intake.json``. Queues are purged between phases and
-each measurement waits until RabbitMQ is idle again; the namespace is deleted at the
-end, and every process the bench started is stopped, on Ctrl-C and errors too. A
-phase during which other processes took more than 15 % of a core is flagged: its
-figures are not to be trusted.
+intake, should limit us), intake ÷ bare, intake ÷ FastStream (aim ≥ 1.2) with the
+server CPU per request of both, whether p99 at half rate is under 20 ms, and the peak
+RSS of each intake process (aim < 150 MB); the CPU each process used (100 % = one
+core) shows who the bottleneck is. The figures also go to
+``bench/results/intake.json``. Queues are purged between phases and each measurement
+waits until RabbitMQ is idle again; the namespace is deleted at the end, and every
+process the bench started is stopped, on Ctrl-C and errors too. A phase during which
+other processes took more than 15 % of a core is flagged: its figures are not to be
+trusted.
 
     .venv/bin/python bench/intake.py [--duration 10] [--connections 32] [--warmup 2]
+                                     [--skip-peer]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -66,9 +76,13 @@ from _common import (
     ROOT,
     WRK_MISSING,
     CpuMeter,
+    PeakRss,
     free_port,
     has_wrk,
     idle_percent,
+    peak_rss,
+    peak_rss_report,
+    peak_rss_results,
     percentile,
     pid_of,
     run_wrk,
@@ -92,6 +106,7 @@ WEBHOOK_ID = "bench-0000-0000-0000-000000000001"  # intake does not dedupe; one 
 CEILING = QueueSpec("bench.ceiling", ("bench.ceiling",))
 AIM_RATIO = 0.8
 AIM_P99_MS = 20.0
+AIM_PEER_RATIO = 1.2  # intake ÷ the FastStream peer (issue 11, item 7)
 SPAWN = multiprocessing.get_context("spawn")
 # Seconds to let RabbitMQ finish with a purge before a queue may be deleted (see close()).
 PURGE_SETTLE_S = 5.0
@@ -289,6 +304,9 @@ class Bench:
         self.wrk_script.write_text(wrk_post_script(BODY_PATH, self.headers))
         self.declared = False
         self.purged_at = -PURGE_SETTLE_S
+        # Peak RSS of each crmsync process, read just before it is stopped.
+        self.memory: list[PeakRss] = []
+        self.peer_memory: PeakRss | None = None
         # How intake is started (``--host`` and ``--port`` are added).
         self.intake_command = [str(Path(sys.executable).parent / "crmsync"), "intake"]
 
@@ -326,6 +344,8 @@ class Bench:
                 raise
             yield url, proc.pid
         finally:
+            if proc.poll() is None:
+                self.memory.append(peak_rss(f"intake:{port}", proc.pid))
             stop_process(proc)
             errors = log_path.read_text(errors="replace").strip()
             if errors:
@@ -343,6 +363,25 @@ class Bench:
             wait_http_ok(f"{url}/readyz", 20, alive=proc.is_alive)
             yield url, proc.pid
         finally:
+            _stop_child(proc)
+
+    @contextmanager
+    def peer_server(self) -> Iterator[tuple[str, int]]:
+        """(5)'s FastStream peer in its own process, ready; yields (url, pid)."""
+        from _faststream_peer import serve  # imports faststream, a dev-only dependency
+
+        port = free_port()
+        args = (port, self.amqp_url, self.topology.events_exchange, self.secret)
+        proc = SPAWN.Process(target=serve, args=args, daemon=True)
+        proc.start()
+        assert proc.pid is not None
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_http_ok(f"{url}/readyz", 30, alive=proc.is_alive)
+            yield url, proc.pid
+        finally:
+            if proc.is_alive():
+                self.peer_memory = peak_rss(f"faststream peer:{port}", proc.pid, aim=False)
             _stop_child(proc)
 
     def http_load(self, mode: str, meter_pids: dict[str, int], **kwargs: Any) -> dict[str, Any]:
@@ -612,6 +651,12 @@ async def _purge(amqp_url: str, names: list[str]) -> dict[str, int]:
     return counts
 
 
+async def _declare(amqp_url: str, topology: Topology, specs: list[QueueSpec]) -> None:
+    """Declare ``specs`` as intake does (a no-op when intake already has)."""
+    async with await _connect(amqp_url) as connection:
+        await topology.declare(await connection.channel(), specs)
+
+
 async def _delete(amqp_url: str, queue_names: list[str], exchanges: list[str]) -> None:
     async with await _connect(amqp_url) as connection:
         channel = await connection.channel()
@@ -644,8 +689,40 @@ def _publish_metrics(url: str) -> tuple[float, float]:
 # ---------------------------------------------------------------------- the run
 
 
+def peer_phase(bench: Bench) -> Phase:
+    """(5): the FastStream peer under (1)'s load, publishing to (1)'s queue."""
+    conns = bench.args.connections
+    asyncio.run(_declare(bench.amqp_url, bench.topology, [queues.ORDERS]))
+    bench.declared = True
+    with bench.peer_server() as (url, pid):
+        print("(5) FastStream peer at full speed ...", flush=True)
+        bench.warm_up(url)
+        bench.purge()
+        bench.settle()
+        label = f"(5) FastStream peer, full speed ({conns} conns)"
+        p = bench.measure(url, pid, key="peer", label=label)
+    p.extra["queue_depth_after"] = bench.purge().get(bench.topology.queue(queues.ORDERS), 0)
+    if bench.peer_memory is not None:
+        p.extra["peak_rss_mb"] = bench.peer_memory.peak_mb
+    bench.settle()
+    return p
+
+
+def cpu_per_request_us(phase: Phase) -> dict[str, float | None]:
+    """CPU time per answered request in µs: the server's, and with RabbitMQ's."""
+    if not phase.rate:
+        return {"server": None, "server_and_broker": None}
+    server = phase.cpu.get("server", 0.0)
+    broker = phase.cpu.get("broker", 0.0)
+    # cpu is % of one core: % / 100 = core-seconds per second of wall time.
+    return {
+        "server": round(1e6 * server / 100 / phase.rate, 1),
+        "server_and_broker": round(1e6 * (server + broker) / 100 / phase.rate, 1),
+    }
+
+
 def run(bench: Bench) -> dict[str, Any]:
-    """The four phases, in the order (1), (4), (2), (3); the figures as a JSON-able dict."""
+    """The phases, in the order (1), (4), (2), (5), (3); the figures as a JSON-able dict."""
     args = bench.args
     started = time.monotonic()
     phases: dict[str, Phase] = {}
@@ -728,11 +805,20 @@ def run(bench: Bench) -> dict[str, Any]:
         label = f"(2) bare aiohttp, full speed ({conns} conns)"
         phases["bare"] = bench.measure(url, pid, key="bare", label=label)
 
+    if args.skip_peer:
+        print("(5) FastStream peer: skipped (--skip-peer)")
+    elif importlib.util.find_spec("faststream") is None:
+        print("(5) FastStream peer: skipped, faststream is not installed (make install)")
+    else:
+        phases["peer"] = peer_phase(bench)
+
     print("(3) aio-pika ceiling ...", flush=True)
     bench.settle()
     phases["ceiling"] = bench.ceiling()  # its queue is deleted full by close()
 
     intake, ceiling, bare = phases["intake"].rate, phases["ceiling"].rate, phases["bare"].rate
+    peer = phases["peer"].rate if "peer" in phases else None
+    over_peer = intake / peer if peer else None
     taken = {k: p.cpu["other"] + p.cpu["steal"] for k, p in phases.items()}
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -749,15 +835,22 @@ def run(bench: Bench) -> dict[str, Any]:
         "ratios": {
             "intake_over_ceiling": intake / ceiling if ceiling else None,
             "intake_over_bare": intake / bare if bare else None,
+            "intake_over_faststream": over_peer,
+        },
+        "cpu_per_request_us": {
+            k: cpu_per_request_us(phases[k]) for k in ("intake", "peer") if k in phases
         },
         "aims": {
             "intake_over_ceiling_at_least": AIM_RATIO,
             "intake_over_ceiling_met": bool(ceiling) and intake / ceiling >= AIM_RATIO,
             "p99_at_half_rate_under_ms": AIM_P99_MS,
             "p99_at_half_rate_met": phases["half_rate"].p99_ms < AIM_P99_MS,
+            "intake_over_faststream_at_least": AIM_PEER_RATIO,
+            "intake_over_faststream_met": over_peer is not None and over_peer >= AIM_PEER_RATIO,
         },
         # Phases during which other processes took more CPU than OTHER_CPU_WARN.
         "disturbed": {k: v for k, v in taken.items() if v > OTHER_CPU_WARN},
+        "peak_rss": peak_rss_results(bench.memory),
         "elapsed_s": round(time.monotonic() - started, 1),
     }
 
@@ -769,7 +862,9 @@ def report(results: dict[str, Any]) -> str:
         f"{'phase':<40} {'rate':>15} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>6}"
         "   CPU, % of a core: server · load gen · RabbitMQ · other (irq)"
     ]
-    for key in ("intake", "bare", "ceiling", "half_rate"):
+    for key in ("intake", "bare", "peer", "ceiling", "half_rate"):
+        if key not in phases:
+            continue
         p = phases[key]
         cpu = p["cpu"]
         server = cpu.get("server", cpu.get("publisher", 0.0))
@@ -796,6 +891,7 @@ def report(results: dict[str, Any]) -> str:
         f"intake ÷ ceiling = {ratios['intake_over_ceiling']:.2f}   "
         f"(aim ≥ {AIM_RATIO}: {verdict(aims['intake_over_ceiling_met'])})",
         f"intake ÷ bare    = {ratios['intake_over_bare']:.2f}",
+        *_peer_lines(results, verdict),
         f"p99 at half rate = {half['p99_ms']:.2f} ms   "
         f"(aim < {AIM_P99_MS:g} ms: {verdict(aims['p99_at_half_rate_met'])})",
         "",
@@ -816,7 +912,32 @@ def report(results: dict[str, Any]) -> str:
             + ", ".join(f"{phases[k]['label'][:3]} {v:.0f} %" for k, v in disturbed.items())
             + " (of a core): the figures are disturbed, run again on a quiet machine."
         )
+    rows.append(peak_rss_report(results["peak_rss"]))
     return "\n".join(rows)
+
+
+def _peer_lines(results: dict[str, Any], verdict: Any) -> list[str]:
+    """The report's lines on (5): intake ÷ FastStream and the CPU per request of both."""
+    if "peer" not in results["phases"]:
+        return ["intake ÷ FastStream: (5) skipped"]
+    ratio = results["ratios"]["intake_over_faststream"]
+    met = verdict(results["aims"]["intake_over_faststream_met"])
+    cpu = results["cpu_per_request_us"]
+
+    def us(key: str) -> str:
+        c = cpu[key]
+        if c["server"] is None:
+            return "-"
+        return f"{c['server']:,.0f} µs ({c['server_and_broker']:,.0f} µs with RabbitMQ)"
+
+    peer = results["phases"]["peer"]
+    return [
+        f"intake ÷ FastStream = {ratio:.2f}   (aim ≥ {AIM_PEER_RATIO}: {met})",
+        f"CPU per request, server process: intake {us('intake')}, FastStream {us('peer')}",
+        f"(5) {peer['extra']['queue_depth_after']:,} messages reached the queue for "
+        f"{peer['count']:,} answers; the peer's peak RSS "
+        f"{peer['extra'].get('peak_rss_mb', float('nan')):.1f} MB",
+    ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -839,6 +960,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--amqp-url",
         default=os.environ.get("CRMSYNC_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
+    parser.add_argument("--skip-peer", action="store_true", help="skip (5), the FastStream peer")
     parser.add_argument("--output", type=Path, default=RESULTS / "intake.json")
     return parser.parse_args(argv)
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, stop_process
+from _common import RESULTS
 from _stack import Service, Stack, bench_main, sandbox_json
 
 UNLIMITED = 1_000_000
@@ -136,7 +136,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await pool.close()
             for service in started:
-                stop_process(service.proc, timeout_s=15)
+                stack.stop(service)
     syncers(first_db, 1, args.rate)
     # 1 % of the customers and appointments change, then an incremental pull.
     changed = 0

@@ -42,7 +42,15 @@ from zoneinfo import ZoneInfo
 
 import aio_pika
 import asyncpg
-from _common import RESULTS, ROOT, stop_process
+from _common import (
+    RESULTS,
+    ROOT,
+    PeakRss,
+    peak_rss,
+    peak_rss_report,
+    peak_rss_results,
+    stop_process,
+)
 
 PG_ADMIN = os.environ.get("CRMSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("CRMSYNC_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -229,6 +237,8 @@ async def one_round(args: argparse.Namespace, dsn: str, namespace: str, n: int) 
             "SELECT count(*) FROM job_runs WHERE job LIKE $1", f"bench.{prefix}.%"
         )
     finally:
+        # Read while they still run: closing their stdin stops them.
+        memory = [peak_rss(f"scheduler-{i + 1} (round {n})", p.pid) for i, p in enumerate(procs)]
         # Closing their stdin stops them all at once; each then says what it emitted.
         outputs = await asyncio.gather(
             *(asyncio.to_thread(proc.communicate, "", 20) for proc in procs),
@@ -256,6 +266,7 @@ async def one_round(args: argparse.Namespace, dsn: str, namespace: str, n: int) 
         "distinct_job_ticks": rows,
         "emitted_by_replica": winners,
         "exact": received == len(arrivals) == all_rows == rows == args.jobs,
+        "memory": memory,
     }
 
 
@@ -263,9 +274,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"bench{secrets.token_hex(4)}."
     dsn = await create_database()
     rounds = []
+    memory: list[PeakRss] = []
     try:
         for n in range(1, args.rounds + 1):
             result = await one_round(args, dsn, namespace, n)
+            memory += result.pop("memory")
             rounds.append(result)
             print(
                 f"round {n}: claimed {result['claimed_ms']} ms, first event "
@@ -289,6 +302,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "published_ms_median": statistics.median(published),
         "published_ms_max": max(published),
         "all_exact": all(r["exact"] for r in rounds),
+        "peak_rss": peak_rss_results(memory),
     }
 
 
@@ -323,6 +337,7 @@ def main() -> int:
         f"{args.rounds}; max {results['published_ms_max']} ms); count exact in every round: "
         f"{results['all_exact']}"
     )
+    print(peak_rss_report(results["peak_rss"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     return 0 if results["all_exact"] else 1
