@@ -11,25 +11,58 @@ on 5672, whose cookie lives in
 :meth:`LocalCluster.kill` is ``kill -9`` of the node's whole process group (the start
 script, ``beam.smp`` and its port helpers); :meth:`LocalCluster.start_node` starts it
 again on the same data, and it rejoins the cluster by itself.
+
+:func:`own_node` is one such node on free ports, started, then stopped and deleted:
+what a bench or a test uses when it needs a broker of its own (e.g. with other
+``rabbitmq.conf`` settings than the system node's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+if __package__:  # imported as ``bench._rabbit_cluster``, by the tests
+    from ._common import free_port  # type: ignore[import-not-found,no-redef,unused-ignore]
+else:  # from a bench script, with bench/ on sys.path
+    from _common import free_port
 
 RABBITMQ_BIN = Path(os.environ.get("CRMSYNC_BENCH_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 AMQP_PORT_BASE = 5680
 DIST_PORT_BASE = 25680
 # The CLI tools connect as hidden Erlang nodes on ports of their own; keep them near ours.
 CLI_DIST_PORT_BASE = 35680
+
+
+# A rabbitmq.conf key (``raft.wal_max_size_bytes``, ``listeners.tcp.1``, ...).
+_CONF_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def check_setting(key: str, value: str) -> None:
+    """Check that ``key = value`` makes one well-formed ``rabbitmq.conf`` line.
+
+    Whether RabbitMQ knows the key is for the node to say: it refuses to boot on an
+    unknown key or a bad value.
+
+    Raises:
+        ValueError: a key that is no ``rabbitmq.conf`` key's shape, or an empty value
+            or one with a line break (it would become another setting).
+    """
+    if not _CONF_KEY.fullmatch(key):
+        raise ValueError(f"{key!r} is not a rabbitmq.conf key")
+    if not value.strip() or "\n" in value or "\r" in value:
+        raise ValueError(f"{key}: the value must be one non-empty line, not {value!r}")
 
 
 @dataclass
@@ -49,6 +82,22 @@ class Node:
     def log_path(self) -> Path:
         return self.base / "stdout.log"
 
+    @property
+    def wal_dir(self) -> Path:
+        """Where the node's quorum queues keep their write-ahead log (``*.wal``) and segments.
+
+        Ra's data dir defaults to ``<mnesia dir>/quorum/<node>``, and the mnesia dir to
+        ``$RABBITMQ_MNESIA_BASE/<node>`` (RabbitMQ's "File and Directory Locations").
+        """
+        return self.base / "mnesia" / self.name / "quorum" / self.name
+
+    def beam_pid(self) -> int | None:
+        """The pid of the node's Erlang VM (``beam.smp``), from its pid file; None before."""
+        try:
+            return int((self.base / "rabbitmq.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -56,8 +105,12 @@ class Node:
 class LocalCluster:
     """``size`` local RabbitMQ nodes under ``tmp``, joined into one cluster by :meth:`start`.
 
+    ``settings`` are ``rabbitmq.conf`` lines for every node (they win over the defaults
+    written here).
+
     Raises:
         RuntimeError: Debian's RabbitMQ scripts are missing, or a node does not start.
+        ValueError: a setting is not one well-formed line (:func:`check_setting`).
     """
 
     def __init__(
@@ -71,6 +124,7 @@ class LocalCluster:
         dist_port_base: int = DIST_PORT_BASE,
         cli_port_base: int = CLI_DIST_PORT_BASE,
         management_port_base: int | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
             raise RuntimeError(
@@ -82,6 +136,10 @@ class LocalCluster:
         self.cli_port_base = cli_port_base
         # Given: each node runs the management plugin on management_port_base + index.
         self.management_port_base = management_port_base
+        # rabbitmq.conf lines of the caller's, e.g. {"raft.wal_max_size_bytes": "67108864"}.
+        self.settings = dict(settings or {})
+        for key, value in self.settings.items():
+            check_setting(key, value)
         self.name_prefix = name_prefix
         self.nodes = [
             Node(
@@ -131,12 +189,16 @@ class LocalCluster:
             if management is None
             else f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management + node.index}\n"
         )
-        (node.base / "rabbitmq.conf").write_text(
-            listener + f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}\n"
-            "log.console = false\n"
-            "log.file.level = warning\n"
+        conf = {
+            "listeners.tcp.1": f"127.0.0.1:{node.amqp_port}",
+            "log.console": "false",
+            "log.file.level": "warning",
             # The bench's load is small; do not refuse publishes on a busy shared disk.
-            "disk_free_limit.absolute = 50MB\n"
+            "disk_free_limit.absolute": "50MB",
+            **self.settings,
+        }
+        (node.base / "rabbitmq.conf").write_text(
+            listener + "".join(f"{key} = {value}\n" for key, value in conf.items())
         )
 
     def ctl(self, node: Node, *args: str, tool: str = "rabbitmqctl", timeout_s: float = 60,
@@ -176,8 +238,13 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while True:
             if not node.alive():
-                tail = node.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{node.name} exited while starting:\n{tail}")
+                log = node.log_path.read_text(errors="replace")
+                # The first errors say why (e.g. a rabbitmq.conf key it does not know);
+                # the tail is the crash report that follows.
+                first = "\n".join([ln for ln in log.splitlines() if "[error]" in ln][:8])
+                raise RuntimeError(
+                    f"{node.name} exited while starting:\n{first}\n...\n{log[-1000:]}"
+                )
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RuntimeError(f"{node.name} did not start in {timeout_s:.0f} s")
@@ -221,19 +288,19 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every node (gracefully, then SIGKILL) and delete the folder."""
-        for node in self.nodes:
-            if node.alive():
+        try:
+            for node in self.nodes:
                 try:
-                    self.ctl(node, "stop", timeout_s=30)
-                except RuntimeError:
-                    pass
-            if node.proc is not None:
-                try:
-                    node.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    pass
-                self.kill(node)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+                    if node.alive():
+                        with contextlib.suppress(RuntimeError):
+                            self.ctl(node, "stop", timeout_s=30)
+                    if node.proc is not None:
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            node.proc.wait(10)
+                finally:  # a Ctrl-C during the graceful stop still leaves nothing running
+                    self.kill(node)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # ------------------------------------------------------------ queues
 
@@ -266,3 +333,48 @@ class LocalCluster:
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
+
+
+def single_node(
+    prefix: str,
+    *,
+    management_port: int | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> LocalCluster:
+    """A one-node :class:`LocalCluster` (not started) under a new temporary folder.
+
+    Free ports for AMQP, Erlang distribution and the CLI tools; node name
+    ``<prefix>-<port>@localhost``; ``settings`` go into its ``rabbitmq.conf``;
+    ``management_port`` enables the management plugin there.
+    """
+    return LocalCluster(
+        Path(tempfile.mkdtemp(prefix=f"{prefix}-")),
+        size=1,
+        name_prefix=f"{prefix}-{free_port()}",
+        amqp_port_base=free_port(),
+        dist_port_base=free_port(),
+        cli_port_base=free_port(),
+        management_port_base=management_port,
+        settings=settings,
+    )
+
+
+@contextmanager
+def own_node(
+    prefix: str,
+    *,
+    management_port: int | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[tuple[LocalCluster, Node]]:
+    """:func:`single_node`, started; stopped and its folder deleted on the way out
+    (on errors, Ctrl-C and ``SystemExit`` too).
+
+    Raises:
+        RuntimeError: the node did not start (a bad setting shows in its log's tail).
+    """
+    cluster = single_node(prefix, management_port=management_port, settings=settings)
+    try:
+        cluster.start()
+        yield cluster, cluster.nodes[0]
+    finally:
+        cluster.stop()
