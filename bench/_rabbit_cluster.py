@@ -238,12 +238,12 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while True:
             if not node.alive():
-                log = node.log_path.read_text(errors="replace")
+                output = node.log_path.read_text(errors="replace")
                 # The first errors say why (e.g. a rabbitmq.conf key it does not know);
                 # the tail is the crash report that follows.
-                first = "\n".join([ln for ln in log.splitlines() if "[error]" in ln][:8])
+                first = "\n".join([ln for ln in output.splitlines() if "[error]" in ln][:8])
                 raise RuntimeError(
-                    f"{node.name} exited while starting:\n{first}\n...\n{log[-1000:]}"
+                    f"{node.name} exited while starting:\n{first}\n...\n{output[-1000:]}"
                 )
             left = deadline - time.monotonic()
             if left <= 0:
