@@ -39,8 +39,20 @@ process the bench started is stopped, on Ctrl-C and errors too. A phase during w
 other processes took more than 15 % of a core is flagged: its figures are not to be
 trusted.
 
+With ``--own-broker`` every phase runs against a private RabbitMQ node the bench starts
+(its own ports, config and data under a temporary folder; ``bench/_own_broker.py``),
+with ``--broker-setting KEY=VALUE`` lines in its ``rabbitmq.conf``; it is stopped and
+deleted at the end, on Ctrl-C and SIGTERM too. The machine's RabbitMQ is not touched.
+
+Phases (3) and (4) also record each publish's / request's latency with its start time
+and print the *stalls*, the spans where latency exceeded ``--stall-ms`` (20), with
+start (s since the phase's measured start), duration and max; with ``--own-broker``
+also the WAL rollovers the bench saw in the node's data dir, so a stall that lines up
+with one shows (``bench/_stalls.py``). The series go to ``<output>-series.csv``.
+
     .venv/bin/python bench/intake.py [--duration 10] [--connections 32] [--warmup 2]
-                                     [--skip-peer]
+                                     [--skip-peer] [--stall-ms 20] [--own-broker
+                                     [--broker-setting KEY=VALUE ...]]
 """
 
 from __future__ import annotations
@@ -91,6 +103,10 @@ from _common import (
     wait_until_quiet,
     wrk_post_script,
 )
+from _own_broker import OwnBroker, broker_setting, own_broker
+from _own_broker import report_line as broker_report_line
+from _stalls import WalWatcher, phase_block
+from _stalls import report_lines as stall_report_lines
 from aio_pika.abc import AbstractConnection
 from aiohttp import web
 
@@ -180,7 +196,8 @@ async def _open_loop(
 ) -> dict[str, Any]:
     """Send at ``rate`` per second on a fixed schedule, whatever the answers do.
 
-    Latency runs from each request's scheduled time to its response's last byte.
+    Latency runs from each request's scheduled time to its response's last byte;
+    ``series`` holds ``(scheduled, latency_s)`` of each measured request (monotonic s).
     """
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=10)
@@ -190,6 +207,7 @@ async def _open_loop(
         measure_from = start + warmup_s
         total = int(rate * (warmup_s + duration_s))
         latencies: list[float] = []
+        series: list[tuple[float, float]] = []
         lateness: list[float] = []
         outcomes: Counter[str] = Counter()
         tasks: set[asyncio.Task[None]] = set()
@@ -198,6 +216,7 @@ async def _open_loop(
             outcome = await _post(session, url, body, headers)
             if scheduled >= measure_from:
                 latencies.append(loop.time() - scheduled)
+                series.append((scheduled, latencies[-1]))
                 outcomes[outcome] += 1
 
         sent = 0
@@ -226,6 +245,8 @@ async def _open_loop(
         "max_ms": 1000 * max(latencies, default=float("nan")),
         "outcomes": dict(outcomes),
         "send_lateness_p99_ms": 1000 * percentile(lateness, 99),
+        "measure_from": measure_from,
+        "series": series,
     }
 
 
@@ -309,6 +330,22 @@ class Bench:
         self.peer_memory: PeakRss | None = None
         # How intake is started (``--host`` and ``--port`` are added).
         self.intake_command = [str(Path(sys.executable).parent / "crmsync"), "intake"]
+        # --own-broker's node and the watcher of its WAL (see open_broker()).
+        self.own: OwnBroker | None = None
+        self.wal: WalWatcher | None = None
+        # Per phase key: (measured start, [(started_at, latency_s)]), monotonic seconds.
+        self.series: dict[str, tuple[float, list[tuple[float, float]]]] = {}
+
+    def open_broker(self) -> None:
+        """With ``--own-broker``: start the private node, point every phase at it, watch
+        its WAL. ``close()`` stops and deletes it."""
+        if not self.args.own_broker:
+            return
+        print("starting a RabbitMQ node of the bench's own ...", flush=True)
+        self.own = self._stack.enter_context(own_broker(dict(self.args.broker_setting)))
+        self.amqp_url = self.own.amqp_url
+        self.broker_pid = self.own.beam_pid
+        self.wal = self._stack.enter_context(WalWatcher(self.own.wal_dir).running())
 
     # -- processes
 
@@ -478,6 +515,7 @@ class Bench:
             )
         )
         self.declared = True
+        self.series["ceiling"] = (r["measure_from"], r["series"])
         return Phase(
             key="ceiling",
             label=f"(3) aio-pika ceiling, {self.args.connections} in flight",
@@ -534,7 +572,7 @@ class Bench:
     def close(self) -> None:
         """Delete the namespace's queues and exchanges, remove the temp files."""
         try:
-            if self.declared:
+            if self.declared and self.own is None:  # an own node goes away whole
                 # RabbitMQ 3.10's Ra segment writer crashes (taking every quorum queue's
                 # log down with it, rabbitmq-server#4512) when a quorum queue is deleted
                 # while it still truncates that queue's segments after a purge
@@ -592,6 +630,7 @@ async def _ceiling(
         measure_from = loop.time() + warmup_s
         end = measure_from + duration_s
         latencies: list[float] = []
+        series: list[tuple[float, float]] = []  # (sent, latency_s) of each measured confirm
 
         async def publisher() -> None:
             while (sent := loop.time()) < end:
@@ -609,6 +648,7 @@ async def _ceiling(
                 done = loop.time()
                 if measure_from <= done <= end:
                     latencies.append(done - sent)
+                    series.append((sent, done - sent))
 
         async def metered() -> None:
             await asyncio.sleep(warmup_s)
@@ -624,6 +664,8 @@ async def _ceiling(
         "p90_ms": 1000 * percentile(latencies, 90),
         "p99_ms": 1000 * percentile(latencies, 99),
         "max_ms": 1000 * max(latencies, default=float("nan")),
+        "measure_from": measure_from,
+        "series": series,
     }
 
 
@@ -778,6 +820,7 @@ def run(bench: Bench) -> dict[str, Any]:
             warmup_s=args.warmup,
             connections=conns,
         )
+        bench.series["half_rate"] = (r.pop("measure_from"), r.pop("series"))
         bench.purge()
         bench.settle()
         phases["half_rate"] = Phase(
@@ -851,8 +894,36 @@ def run(bench: Bench) -> dict[str, Any]:
         # Phases during which other processes took more CPU than OTHER_CPU_WARN.
         "disturbed": {k: v for k, v in taken.items() if v > OTHER_CPU_WARN},
         "peak_rss": peak_rss_results(bench.memory),
+        "broker": _broker_block(bench),
+        "stalls": {
+            key: phase_block(
+                samples,
+                origin=origin,
+                duration_s=args.duration,
+                threshold_ms=args.stall_ms,
+                watcher=bench.wal,
+            )
+            for key, (origin, samples) in bench.series.items()
+        },
         "elapsed_s": round(time.monotonic() - started, 1),
     }
+
+
+def _broker_block(bench: Bench) -> dict[str, Any]:
+    """Whose broker the run used; an own node's settings and what it reports."""
+    if bench.own is not None:
+        return bench.own.as_dict()
+    host = bench.amqp_url.rsplit("@", 1)[-1].rstrip("/")  # no credentials in the report
+    return {"own": False, "address": host}
+
+
+def write_series(bench: Bench, path: Path) -> None:
+    """(3)'s and (4)'s latency series as CSV: phase, t_s since its measured start, latency_ms."""
+    with path.open("w") as out:
+        out.write("phase,t_s,latency_ms\n")
+        for key, (origin, samples) in bench.series.items():
+            for t, latency in sorted(samples):
+                out.write(f"{key},{t - origin:.4f},{1000 * latency:.3f}\n")
 
 
 def report(results: dict[str, Any]) -> str:
@@ -913,6 +984,10 @@ def report(results: dict[str, Any]) -> str:
             + " (of a core): the figures are disturbed, run again on a quiet machine."
         )
     rows.append(peak_rss_report(results["peak_rss"]))
+    rows.append(broker_report_line(results["broker"]))
+    for key in ("ceiling", "half_rate"):
+        if key in results["stalls"]:
+            rows += stall_report_lines(phases[key]["label"], results["stalls"][key])
     return "\n".join(rows)
 
 
@@ -961,8 +1036,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("CRMSYNC_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
     parser.add_argument("--skip-peer", action="store_true", help="skip (5), the FastStream peer")
+    parser.add_argument(
+        "--own-broker",
+        action="store_true",
+        help="run every phase against a private RabbitMQ node the bench starts and deletes",
+    )
+    parser.add_argument(
+        "--broker-setting",
+        type=broker_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a rabbitmq.conf line for --own-broker's node, e.g. "
+        "raft.wal_max_size_bytes=67108864 (repeatable)",
+    )
+    parser.add_argument(
+        "--stall-ms",
+        type=float,
+        default=AIM_P99_MS,
+        help="latency above which (3) and (4) count a stall (20)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "intake.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.broker_setting and not args.own_broker:
+        parser.error(
+            "--broker-setting needs --own-broker (the machine's RabbitMQ is never reconfigured)"
+        )
+    return args
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -977,6 +1077,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `finally` cleans up, as on Ctrl-C
     bench = Bench(args)
     try:
+        bench.open_broker()
         results = run(bench)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping what the bench started", file=sys.stderr)
@@ -990,7 +1091,9 @@ def main() -> int:
     print(report(results))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures written to {args.output}")
+    series = args.output.with_name(f"{args.output.stem}-series.csv")
+    write_series(bench, series)
+    print(f"figures written to {args.output}, latency series to {series}")
     return 0
 
 
