@@ -74,20 +74,21 @@ def listening(parent: int, port: int) -> set[int]:
     return {pid for pid in children(parent) if socket_inodes(pid) & listeners}
 
 
-def server_side(port: int, client_port: int) -> TcpSocket | None:
-    """The accepted socket of the connection from ``client_port`` to ``port``."""
+def connection(local_port: int, remote_port: int) -> TcpSocket | None:
+    """The established socket from ``local_port`` to ``remote_port`` (for a server, the
+    accepted socket of the client at ``remote_port``)."""
     for s in tcp_sockets():
-        if s.local_port == port and s.remote_port == client_port and s.state == ESTABLISHED:
+        if s.local_port == local_port and s.remote_port == remote_port and s.state == ESTABLISHED:
             return s
     return None
 
 
-def owner(port: int, client_port: int, pids: set[int]) -> int | None:
-    """Which of ``pids`` holds the server side of the connection from ``client_port``."""
-    accepted = server_side(port, client_port)
-    if accepted is None:
+def owner(local_port: int, remote_port: int, pids: set[int]) -> int | None:
+    """Which of ``pids`` holds the socket from ``local_port`` to ``remote_port``."""
+    found = connection(local_port, remote_port)
+    if found is None:
         return None
-    return next((pid for pid in pids if accepted.inode in socket_inodes(pid)), None)
+    return next((pid for pid in pids if found.inode in socket_inodes(pid)), None)
 
 
 def connected_to(pid: int, remote_port: int) -> bool:

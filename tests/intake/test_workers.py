@@ -1,7 +1,8 @@
 """``crmsync intake --workers N``: real processes on one port (SO_REUSEPORT), each worker
-with its own broker connection; SIGTERM stops them all gracefully, a killed worker is
-restarted. Which worker answered a connection is read from /proc (tests/intake/procnet.py):
-the workers expose nothing of it."""
+with its own broker connection (named per worker in the management console); SIGTERM
+and Ctrl-C stop them all gracefully, a killed worker is restarted, orphaned workers stop.
+Which worker holds a connection is read from /proc (tests/intake/procnet.py): the
+workers expose nothing of it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from services.intake.workers import reuse_port_problem
 from tests.conftest import AMQP_URL, SHOPIFY_SECRET, eventually, free_port
 from tests.helpers import SHOPIFY_ORDER, TcpProxy, queue_depth, shopify_headers
 from tests.intake import procnet
+from tests.rabbit_node import needs_rabbitmq_server, own_node
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT")
 
@@ -170,6 +172,43 @@ async def test_two_workers_share_the_port_and_every_accepted_webhook_is_queued(
     assert not [pid for pid in workers if alive(pid)]
 
 
+@needs_rabbitmq_server
+@pytest.mark.timeout(300)
+async def test_each_worker_names_its_broker_connection_in_the_management_console(
+    spawn_intake: Callable[..., Any],
+) -> None:
+    # The system node has no management plugin: a node of the test's own, with it.
+    management_port = free_port()
+    async with own_node("crmsync-test-intake-workers", management_port=management_port) as (
+        _,
+        node,
+    ):
+        intake = await spawn_intake("--workers", "2", CRMSYNC_AMQP_URL=node.url)
+        workers = await two_workers(intake)
+        auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+        url = f"http://127.0.0.1:{management_port}/api/connections"
+
+        async def named_connections() -> dict[str, int] | None:
+            try:
+                async with aiohttp.ClientSession(headers=auth) as http, http.get(url) as resp:
+                    listed = await resp.json() if resp.status == 200 else []
+            except aiohttp.ClientError:
+                return None
+            names = {
+                c["client_properties"].get("connection_name"): c["peer_port"]
+                for c in listed
+                if c.get("client_properties")
+            }
+            wanted = {"crmsync-intake-w1", "crmsync-intake-w2"}
+            return {n: names[n] for n in wanted} if wanted <= names.keys() else None
+
+        peers: dict[str, int] = await eventually(named_connections, timeout_s=120, interval_s=1)
+        # Each name is the connection of a different worker process.
+        holders = {procnet.owner(port, node.amqp_port, workers) for port in peers.values()}
+        assert holders == workers
+        assert await intake.stop() == 0
+
+
 @pytest.mark.timeout(180)
 async def test_a_killed_worker_is_logged_once_and_restarted_while_the_other_serves(
     spawn_intake: Callable[..., Any], namespace: str
@@ -223,7 +262,7 @@ async def test_a_webhook_in_flight_at_ctrl_c_is_answered_before_the_workers_stop
         await writer.drain()
 
         async def read_by_its_worker() -> int | None:
-            accepted = procnet.server_side(intake.port, client_port)
+            accepted = procnet.connection(intake.port, client_port)
             if accepted is None or accepted.rx_queue:
                 return None  # not accepted yet, or not read yet: its handler has not started
             return procnet.owner(intake.port, client_port, workers)
