@@ -45,6 +45,14 @@ def _serve_or_exit(
     serve()
 
 
+def _variables(exc: ValidationError) -> str:
+    """``CRMSYNC_NAME: message`` per error, never the value (it may be a secret)."""
+    return "; ".join(
+        f"CRMSYNC_{'__'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
 def _logging(settings: CommonSettings | SandboxSettings, service: str) -> None:
     configure_logging(settings.log_level, settings.log_format, service=service)
 
@@ -90,7 +98,7 @@ def intake(host: str | None, port: int | None, workers: int | None) -> None:
     try:
         settings = IntakeSettings()
     except ValidationError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"invalid settings: {_variables(exc)}") from None
     workers = workers or settings.intake_workers
     if workers > 1 and (problem := reuse_port_problem()):
         raise click.UsageError(problem)
