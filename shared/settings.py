@@ -168,6 +168,9 @@ class IntakeSettings(CommonSettings):
 
     intake_host: str = "127.0.0.1"
     intake_port: int = 8080
+    # Processes serving intake_port together (SO_REUSEPORT, Linux): 1 = one process, as
+    # always; N >= 2 = a parent and N workers (services/intake/workers.py).
+    intake_workers: int = Field(default=1, ge=1)
     # Shopify signs with the app's client secret (WEBHOOKS.md §3).
     shopify_webhook_secret: SecretStr = SecretStr("")
     # The secret before a rotation, also accepted: Shopify keeps signing with the old
