@@ -93,6 +93,7 @@ def intake(host: str | None, port: int | None, workers: int | None) -> None:
     restarts any that dies (services/intake/workers.py).
     """
     from services.intake.app import SHUTDOWN_TIMEOUT_S, create_app
+    from services.intake.loop import new_event_loop
     from services.intake.workers import reuse_port_problem, serve_workers
 
     try:
@@ -126,6 +127,7 @@ def intake(host: str | None, port: int | None, workers: int | None) -> None:
             access_log=None,
             print=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            loop=new_event_loop(settings),
         ),
     )
 

@@ -204,6 +204,7 @@ def _exit_of(proc: SpawnProcess) -> asyncio.Future[None]:
 def _worker_main(settings: IntakeSettings, host: str, port: int, worker: int) -> None:
     """One worker process: intake on ``host:port`` with ``SO_REUSEPORT`` until SIGTERM."""
     from services.intake.app import SHUTDOWN_TIMEOUT_S, create_app
+    from services.intake.loop import new_event_loop
     from shared.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, service="intake")
@@ -218,6 +219,7 @@ def _worker_main(settings: IntakeSettings, host: str, port: int, worker: int) ->
         access_log=None,
         print=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        loop=new_event_loop(settings),
     )
 
 
