@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from aiohttp import web
+from pydantic import ValidationError
 
 from services.golive_cli import COMMANDS as GOLIVE_COMMANDS
 from services.ops_cli import actions, dead_letters, trace_command
@@ -44,6 +45,14 @@ def _serve_or_exit(
     serve()
 
 
+def _variables(exc: ValidationError) -> str:
+    """``CRMSYNC_NAME: message`` per error, never the value (it may be a secret)."""
+    return "; ".join(
+        f"CRMSYNC_{'__'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
 def _logging(settings: CommonSettings | SandboxSettings, service: str) -> None:
     configure_logging(settings.log_level, settings.log_format, service=service)
 
@@ -71,14 +80,41 @@ def migrate() -> None:
     "--host", default=None, help="Bind address [default: 127.0.0.1, CRMSYNC_INTAKE_HOST]."
 )
 @click.option("--port", type=int, default=None, help="Port [default: 8080, CRMSYNC_INTAKE_PORT].")
-def intake(host: str | None, port: int | None) -> None:
-    """Run intake: webhooks and app events in, RabbitMQ out."""
-    from services.intake.app import create_app
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes sharing the port (SO_REUSEPORT, Linux) [default: 1, CRMSYNC_INTAKE_WORKERS].",
+)
+def intake(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run intake: webhooks and app events in, RabbitMQ out.
 
-    settings = IntakeSettings()
+    With --workers N >= 2, a parent runs N intake processes on the one port and
+    restarts any that dies (services/intake/workers.py).
+    """
+    from services.intake.app import SHUTDOWN_TIMEOUT_S, create_app
+    from services.intake.loop import new_event_loop
+    from services.intake.workers import reuse_port_problem, serve_workers
+
+    try:
+        settings = IntakeSettings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {_variables(exc)}") from None
+    workers = workers or settings.intake_workers
+    if workers > 1 and (problem := reuse_port_problem()):
+        raise click.UsageError(problem)
     exit_if_unsafe(settings, "intake")
     _logging(settings, "intake")
     host, port = host or settings.intake_host, port or settings.intake_port
+    if workers > 1:
+        _serve_or_exit(
+            "intake",
+            "CRMSYNC_INTAKE_PORT",
+            host,
+            port,
+            lambda: sys.exit(serve_workers(settings, host, port, workers)),
+        )
+        return
     _serve_or_exit(
         "intake",
         "CRMSYNC_INTAKE_PORT",
@@ -90,7 +126,8 @@ def intake(host: str | None, port: int | None) -> None:
             port=port,
             access_log=None,
             print=None,
-            shutdown_timeout=10,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            loop=new_event_loop(settings),
         ),
     )
 

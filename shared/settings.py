@@ -117,10 +117,14 @@ class ProviderSettings(BaseSettings):
     shopify_access_token: SecretStr = SecretStr("sandbox-shopify-token")
     # Shopify REST allows 2 requests/s on a standard plan (ADMIN_API.md §C).
     shopify_rate_per_s: float = 2.0
+    # Syncer replicas sharing the store's budget above: each paces at rate / replicas.
+    shopify_replicas: int = Field(default=1, ge=1)
     commerce7_base_url: str = ""
     commerce7_app_id: str = "crmsync-sandbox"
     commerce7_app_secret: SecretStr = SecretStr("sandbox-commerce7-secret")
     commerce7_rate_per_s: float = 5.0
+    # Syncer replicas sharing the tenant's budget above: each paces at rate / replicas.
+    commerce7_replicas: int = Field(default=1, ge=1)
     # Commerce7 orders carry no currency; amounts are cents of the tenant's currency.
     commerce7_currency: str = "USD"
     # Commerce7 requires a reason from its own list when cancelling (NOTES.md §4).
@@ -164,6 +168,12 @@ class IntakeSettings(CommonSettings):
 
     intake_host: str = "127.0.0.1"
     intake_port: int = 8080
+    # Processes serving intake_port together (SO_REUSEPORT, Linux): 1 = one process, as
+    # always; N >= 2 = a parent and N workers (services/intake/workers.py).
+    intake_workers: int = Field(default=1, ge=1)
+    # The event loop intake runs on: uvloop (libuv, about 15 % less CPU per webhook,
+    # bench/intake.py) or asyncio's own.
+    intake_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Shopify signs with the app's client secret (WEBHOOKS.md §3).
     shopify_webhook_secret: SecretStr = SecretStr("")
     # The secret before a rotation, also accepted: Shopify keeps signing with the old

@@ -50,6 +50,8 @@ CLUSTER_VALUES = {
     "CRMSYNC_REPCARD_BASE_URL": "https://app.repcard.com/api",
     "CRMSYNC_COMMERCE7_TENANTS": "",
     "CRMSYNC_HUBSPOT_REPLICAS": "8",
+    "CRMSYNC_SHOPIFY_REPLICAS": "8",
+    "CRMSYNC_COMMERCE7_REPLICAS": "8",
 }
 # The sandbox overlay's Secret: Services named postgres and rabbitmq in its namespace
 # (as in compose.yaml); the other values are .env.example's development placeholders.

@@ -10,7 +10,13 @@ import structlog
 from aiohttp import web
 
 from services.intake.app_events import bookings_event, credits_event
-from services.intake.keys import broker_key, replies_key, settings_key, supervisor_key
+from services.intake.keys import (
+    broker_key,
+    connection_name_key,
+    replies_key,
+    settings_key,
+    supervisor_key,
+)
 from services.intake.openapi import openapi_document
 from services.intake.profiles import login_event, refresh_packages, refresh_status
 from services.intake.replies import Replies
@@ -28,6 +34,10 @@ from shared.topology import Topology
 
 log = structlog.get_logger(__name__)
 
+# After SIGTERM, how long in-flight requests may take to finish before the broker
+# closes (aiohttp's ``shutdown_timeout``), in seconds.
+SHUTDOWN_TIMEOUT_S = 10.0
+
 
 async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
@@ -35,7 +45,7 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.amqp_url.get_secret_value(),
         Topology(settings.amqp_namespace, group_size=settings.quorum_group_size()),
         queues.ALL,
-        name="crmsync-intake",
+        name=app[connection_name_key],
         publish_timeout_s=settings.publish_timeout_s,
         reconnect_interval_s=settings.broker_reconnect_interval_s,
     )
@@ -67,10 +77,19 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def create_app(settings: IntakeSettings) -> web.Application:
-    """Build intake. The broker connects in the background on startup."""
+def create_app(
+    settings: IntakeSettings, *, connection_name: str = "crmsync-intake"
+) -> web.Application:
+    """Build intake. The broker connects in the background on startup.
+
+    Args:
+        settings: intake's settings.
+        connection_name: the broker connection's name in RabbitMQ's management console
+            (``crmsync-intake-w2`` for worker 2 of ``crmsync intake --workers N``).
+    """
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
     app[settings_key] = settings
+    app[connection_name_key] = connection_name
     app.on_startup.append(warn_on_startup)
     app.cleanup_ctx.append(_broker_ctx)
     app.router.add_post("/webhooks/shopify", shopify_webhook)

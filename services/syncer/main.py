@@ -305,6 +305,10 @@ class Syncer:
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_s
+        # First the task that watches the consumers: stopping them closes their
+        # channels, which it would report as a failure and subscribe again.
+        if "consumers" in self.supervisor:
+            await self.supervisor["consumers"].stop()
         # Bounded: with RabbitMQ away, cancelling a consumer on a robust channel would
         # wait for the connection to come back.
         await asyncio.gather(

@@ -165,13 +165,19 @@ class Commerce7Api:
     def from_settings(
         cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
     ) -> Self:
-        """A client for ``CRMSYNC_COMMERCE7_*`` with its own limiter; build one per process."""
+        """A client for ``CRMSYNC_COMMERCE7_*`` with its own limiter; build one per process.
+
+        The budget is per app, not per process: each of ``commerce7_replicas`` syncers
+        paces at ``commerce7_rate_per_s / commerce7_replicas``.
+        """
         return cls(
             session,
             base_url=settings.commerce7_base_url,
             app_id=settings.commerce7_app_id,
             app_secret=settings.commerce7_app_secret.get_secret_value(),
-            limiter=metered_per_s(PROVIDER, settings.commerce7_rate_per_s),
+            limiter=metered_per_s(
+                PROVIDER, settings.commerce7_rate_per_s / settings.commerce7_replicas
+            ),
             timeout_s=settings.http_timeout_s,
             max_tries=max_tries,
         )

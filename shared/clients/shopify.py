@@ -193,13 +193,19 @@ class ShopifyApi:
     def from_settings(
         cls, session: aiohttp.ClientSession, settings: ProviderSettings, *, max_tries: int = 3
     ) -> Self:
-        """A client for ``CRMSYNC_SHOPIFY_*`` with its own limiter; build one per process."""
+        """A client for ``CRMSYNC_SHOPIFY_*`` with its own limiter; build one per process.
+
+        The store's budget is per store, not per process: each of ``shopify_replicas``
+        syncers paces at ``shopify_rate_per_s / shopify_replicas``.
+        """
         return cls(
             session,
             base_url=settings.shopify_base_url,
             access_token=settings.shopify_access_token.get_secret_value(),
             api_version=settings.shopify_api_version,
-            limiter=metered_per_s(PROVIDER, settings.shopify_rate_per_s),
+            limiter=metered_per_s(
+                PROVIDER, settings.shopify_rate_per_s / settings.shopify_replicas
+            ),
             timeout_s=settings.http_timeout_s,
             max_tries=max_tries,
         )

@@ -71,8 +71,10 @@ async def test_the_clients_built_from_settings_report_their_calls(sandbox, http)
         shopify_base_url=f"{sandbox}/shopify",
         commerce7_base_url=f"{sandbox}/commerce7/v1",
         hubspot_base_url=f"{sandbox}/hubspot",
-        shopify_rate_per_s=4,
-        commerce7_rate_per_s=5,
+        shopify_rate_per_s=8,
+        shopify_replicas=2,
+        commerce7_rate_per_s=10,
+        commerce7_replicas=2,
         hubspot_rate_per_10s=190,
         hubspot_replicas=2,
     )
@@ -82,11 +84,12 @@ async def test_the_clients_built_from_settings_report_their_calls(sandbox, http)
     shopify = ShopifyClient.from_settings(http, settings)
     for _ in range(3):
         await shopify.get_customer(4242)
+    # This replica's share of the store's budget: 8 / 2 replicas per second.
     assert gauge("shopify") == pytest.approx(3 / 40)
 
     commerce7 = Commerce7Client.from_settings(http, settings)
     await commerce7.list_club_memberships("testing", customer_id="no-such-customer")
-    assert gauge("commerce7") == pytest.approx(1 / 50)
+    assert gauge("commerce7") == pytest.approx(1 / 50)  # 10 / 2 per second
 
     hubspot = HubSpotClient.from_settings(http, settings)
     await hubspot.batch_read("contacts", ["nobody@example.com"], ["email"], id_property="email")

@@ -337,3 +337,17 @@ async def test_a_topology_mismatch_found_on_reconnect_shows_and_heals(
     assert await post_credits(http, intake, key, version=4) == 202
     await eventually(lambda: balance(db, 4), timeout_s=10)
     await proxy.cut()
+
+
+async def test_a_graceful_stop_logs_no_failure(run_syncer) -> None:
+    syncer, _ = await run_syncer()
+
+    async def ready() -> bool:
+        return syncer.supervisor.ready
+
+    await eventually(ready, timeout_s=15)
+    with capture_logs() as logs:
+        await syncer.stop()
+    failures = [e for e in logs if e["log_level"] in ("error", "warning")]
+    assert failures == []
+    assert logs[-1]["event"] == "syncer.stopped"
