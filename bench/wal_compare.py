@@ -46,10 +46,12 @@ def _run_intake(command: list[str]) -> int:
     proc = subprocess.Popen(command)
     try:
         return proc.wait()
-    except BaseException:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # Ctrl-C reached it already (same group)
-            proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()  # Ctrl-C reached it too (same process group): it is cleaning up
+        raise
+    except SystemExit:  # our SIGTERM: pass it on, then wait for its cleanup
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
         raise
 
 
