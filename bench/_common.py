@@ -305,7 +305,7 @@ def _vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every living process below ``pid`` (children, their children...), from /proc."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -380,7 +380,7 @@ def peak_rss(name: str, pid: int, *, aim: bool = True) -> PeakRss:
         return None if kb is None else round(kb / 1024, 1)
 
     own = _vm_hwm_kb(pid)
-    kids = [kb for kb in map(_vm_hwm_kb, _descendants(pid)) if kb is not None]
+    kids = [kb for kb in map(_vm_hwm_kb, descendants(pid)) if kb is not None]
     if not kids:
         return PeakRss(name, pid, mb(own), aim=aim)
     return PeakRss(

@@ -73,7 +73,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +89,7 @@ from _common import (
     WRK_MISSING,
     CpuMeter,
     PeakRss,
+    descendants,
     free_port,
     has_wrk,
     idle_percent,
@@ -123,6 +124,8 @@ CEILING = QueueSpec("bench.ceiling", ("bench.ceiling",))
 AIM_RATIO = 0.8
 AIM_P99_MS = 20.0
 AIM_PEER_RATIO = 1.2  # intake ÷ the FastStream peer (issue 11, item 7)
+# Intake's CPU per accepted webhook ÷ the bare handler's per request, at most (item 1).
+AIM_CPU_OVER_BARE = 4.0
 SPAWN = multiprocessing.get_context("spawn")
 # Seconds to let RabbitMQ finish with a purge before a queue may be deleted (see close()).
 PURGE_SETTLE_S = 5.0
@@ -327,6 +330,8 @@ class Bench:
         self.purged_at = -PURGE_SETTLE_S
         # Peak RSS of each crmsync process, read just before it is stopped.
         self.memory: list[PeakRss] = []
+        # The worker processes of ``intake(workers=N)`` while it runs.
+        self.worker_pids: list[int] = []
         self.peer_memory: PeakRss | None = None
         # How intake is started (``--host`` and ``--port`` are added).
         self.intake_command = [str(Path(sys.executable).parent / "crmsync"), "intake"]
@@ -350,8 +355,9 @@ class Bench:
     # -- processes
 
     @contextmanager
-    def intake(self) -> Iterator[tuple[str, int]]:
-        """``crmsync intake`` in its own process and session, ready; yields (url, pid)."""
+    def intake(self, workers: int = 1) -> Iterator[tuple[str, int]]:
+        """``crmsync intake [--workers N]`` in its own process and session, ready (every
+        worker); yields (url, pid of the parent)."""
         port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")},
@@ -363,8 +369,9 @@ class Bench:
         }
         log_path = self.tmp / "intake.log"
         with log_path.open("wb") as log:
+            many = ["--workers", str(workers)] if workers > 1 else []
             proc = subprocess.Popen(
-                [*self.intake_command, "--host", "127.0.0.1", "--port", str(port)],
+                [*self.intake_command, *many, "--host", "127.0.0.1", "--port", str(port)],
                 cwd=self.tmp,  # no .env here
                 env=env,
                 stdout=log,
@@ -376,6 +383,8 @@ class Bench:
             url = f"http://127.0.0.1:{port}"
             try:
                 wait_http_ok(f"{url}/readyz", 30, alive=lambda: proc.poll() is None)
+                if workers > 1:
+                    self.worker_pids = _wait_workers_ready(url, proc.pid, workers)
             except RuntimeError:
                 sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
                 raise
@@ -449,10 +458,17 @@ class Bench:
         if self.args.warmup > 0:
             self._closed_load(url, {}, duration_s=self.args.warmup)
 
-    def measure(self, url: str, server_pid: int, *, key: str, label: str) -> Phase:
-        """(1) and (2): the closed-loop load at full speed for ``--duration`` seconds."""
-        pids = {"server": server_pid, **self.broker_pids()}
-        return Phase(key=key, label=label, **self._closed_load(url, pids, self.args.duration))
+    def measure(
+        self, url: str, server_pid: int, *, key: str, label: str, workers: Sequence[int] = ()
+    ) -> Phase:
+        """(1), (2), (5) and (6): the closed-loop load at full speed for ``--duration``
+        seconds; the CPU of ``workers`` counts as the server's."""
+        named = {f"worker{i}": pid for i, pid in enumerate(workers, 1)}
+        pids = {"server": server_pid, **named, **self.broker_pids()}
+        load = self._closed_load(url, pids, self.args.duration)
+        for name in named:
+            load["cpu"]["server"] = round(load["cpu"]["server"] + load["cpu"].pop(name), 1)
+        return Phase(key=key, label=label, **load)
 
     def _closed_load(self, url: str, pids: dict[str, int], duration_s: float) -> dict[str, Any]:
         target = f"{url}/webhooks/shopify"
@@ -750,6 +766,51 @@ def peer_phase(bench: Bench) -> Phase:
     return p
 
 
+def workers_phase(bench: Bench, workers: int) -> Phase:
+    """(6): ``crmsync intake --workers N`` under (1)'s load; its CPU is the workers'."""
+    conns = bench.args.connections
+    with bench.intake(workers=workers) as (url, pid):
+        print(f"(6) intake with --workers {workers} at full speed ...", flush=True)
+        bench.warm_up(url)
+        bench.purge()
+        bench.settle()
+        label = f"(6) intake --workers {workers}, full speed ({conns} conns)"
+        p = bench.measure(url, pid, key="workers", label=label, workers=bench.worker_pids)
+        p.extra["workers"] = workers
+    p.extra["queue_depth_after"] = bench.purge().get(bench.topology.queue(queues.ORDERS), 0)
+    bench.settle()
+    return p
+
+
+def _wait_workers_ready(url: str, parent: int, workers: int) -> list[int]:
+    """The ``workers`` worker pids of ``parent`` once each answers ``/readyz``: every
+    request on a fresh connection, which the kernel hands to any worker, must answer
+    200 ten times in a row per worker.
+
+    Raises:
+        RuntimeError: not all workers up, or not all ready, within 30 s.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = [p for p in descendants(parent) if "spawn_main" in _cmdline(p)]
+        if len(found) >= workers:
+            try:
+                for _ in range(10 * workers):
+                    wait_http_ok(f"{url}/readyz", 1)
+                return found
+            except RuntimeError:
+                pass
+        time.sleep(0.2)
+    raise RuntimeError(f"intake --workers {workers}: not every worker ready after 30 s")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def cpu_per_request_us(phase: Phase) -> dict[str, float | None]:
     """CPU time per answered request in µs: the server's, and with RabbitMQ's."""
     if not phase.rate:
@@ -855,6 +916,9 @@ def run(bench: Bench) -> dict[str, Any]:
     else:
         phases["peer"] = peer_phase(bench)
 
+    if args.workers > 1:
+        phases["workers"] = workers_phase(bench, args.workers)
+
     print("(3) aio-pika ceiling ...", flush=True)
     bench.settle()
     phases["ceiling"] = bench.ceiling()  # its queue is deleted full by close()
@@ -862,6 +926,14 @@ def run(bench: Bench) -> dict[str, Any]:
     intake, ceiling, bare = phases["intake"].rate, phases["ceiling"].rate, phases["bare"].rate
     peer = phases["peer"].rate if "peer" in phases else None
     over_peer = intake / peer if peer else None
+    cpu_us = {
+        k: cpu_per_request_us(phases[k])
+        for k in ("intake", "bare", "peer", "workers")
+        if k in phases
+    }
+    intake_us, bare_us = cpu_us["intake"]["server"], cpu_us["bare"]["server"]
+    cpu_over_bare = intake_us / bare_us if intake_us and bare_us else None
+    workers = phases["workers"].rate if "workers" in phases else None
     taken = {k: p.cpu["other"] + p.cpu["steal"] for k, p in phases.items()}
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -879,10 +951,11 @@ def run(bench: Bench) -> dict[str, Any]:
             "intake_over_ceiling": intake / ceiling if ceiling else None,
             "intake_over_bare": intake / bare if bare else None,
             "intake_over_faststream": over_peer,
+            "intake_cpu_over_bare_cpu": cpu_over_bare,
+            "workers_over_ceiling": workers / ceiling if workers and ceiling else None,
+            "workers_over_intake": workers / intake if workers and intake else None,
         },
-        "cpu_per_request_us": {
-            k: cpu_per_request_us(phases[k]) for k in ("intake", "peer") if k in phases
-        },
+        "cpu_per_request_us": cpu_us,
         "aims": {
             "intake_over_ceiling_at_least": AIM_RATIO,
             "intake_over_ceiling_met": bool(ceiling) and intake / ceiling >= AIM_RATIO,
@@ -890,6 +963,9 @@ def run(bench: Bench) -> dict[str, Any]:
             "p99_at_half_rate_met": phases["half_rate"].p99_ms < AIM_P99_MS,
             "intake_over_faststream_at_least": AIM_PEER_RATIO,
             "intake_over_faststream_met": over_peer is not None and over_peer >= AIM_PEER_RATIO,
+            "intake_cpu_over_bare_cpu_at_most": AIM_CPU_OVER_BARE,
+            "intake_cpu_over_bare_cpu_met": cpu_over_bare is not None
+            and cpu_over_bare <= AIM_CPU_OVER_BARE,
         },
         # Phases during which other processes took more CPU than OTHER_CPU_WARN.
         "disturbed": {k: v for k, v in taken.items() if v > OTHER_CPU_WARN},
@@ -933,7 +1009,7 @@ def report(results: dict[str, Any]) -> str:
         f"{'phase':<40} {'rate':>15} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>6}"
         "   CPU, % of a core: server · load gen · RabbitMQ · other (irq)"
     ]
-    for key in ("intake", "bare", "peer", "ceiling", "half_rate"):
+    for key in ("intake", "bare", "peer", "workers", "ceiling", "half_rate"):
         if key not in phases:
             continue
         p = phases[key]
@@ -961,8 +1037,13 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"intake ÷ ceiling = {ratios['intake_over_ceiling']:.2f}   "
         f"(aim ≥ {AIM_RATIO}: {verdict(aims['intake_over_ceiling_met'])})",
-        f"intake ÷ bare    = {ratios['intake_over_bare']:.2f}",
+        f"intake ÷ bare    = {ratios['intake_over_bare']:.2f};  CPU per request: intake "
+        f"{results['cpu_per_request_us']['intake']['server'] or float('nan'):,.0f} µs ÷ bare "
+        f"{results['cpu_per_request_us']['bare']['server'] or float('nan'):,.0f} µs = "
+        f"{ratios['intake_cpu_over_bare_cpu'] or float('nan'):.1f}   "
+        f"(aim ≤ {AIM_CPU_OVER_BARE:g}: {verdict(aims['intake_cpu_over_bare_cpu_met'])})",
         *_peer_lines(results, verdict),
+        *_workers_lines(results),
         f"p99 at half rate = {half['p99_ms']:.2f} ms   "
         f"(aim < {AIM_P99_MS:g} ms: {verdict(aims['p99_at_half_rate_met'])})",
         "",
@@ -989,6 +1070,20 @@ def report(results: dict[str, Any]) -> str:
         if key in results["stalls"]:
             rows += stall_report_lines(phases[key]["label"], results["stalls"][key])
     return "\n".join(rows)
+
+
+def _workers_lines(results: dict[str, Any]) -> list[str]:
+    """The report's line on (6): what a second intake process adds."""
+    if "workers" not in results["phases"]:
+        return ["intake --workers: (6) skipped (--workers 1)"]
+    ratios, phase = results["ratios"], results["phases"]["workers"]
+    n = phase["extra"]["workers"]
+    return [
+        f"intake --workers {n} ÷ ceiling = {ratios['workers_over_ceiling'] or float('nan'):.2f}, "
+        f"÷ one intake = {ratios['workers_over_intake'] or float('nan'):.2f}; "
+        f"{phase['extra']['queue_depth_after']:,} messages reached the queue for "
+        f"{phase['count']:,} answers"
+    ]
 
 
 def _peer_lines(results: dict[str, Any], verdict: Any) -> list[str]:
@@ -1036,6 +1131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("CRMSYNC_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
     parser.add_argument("--skip-peer", action="store_true", help="skip (5), the FastStream peer")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="(6): crmsync intake --workers N under (1)'s load (2; 1 skips it)",
+    )
     parser.add_argument(
         "--own-broker",
         action="store_true",
