@@ -1,7 +1,8 @@
 """Round trips of ``syncer.orders`` per order (issue 11 item 5): the handler's SQL
 statements, BEGIN and COMMIT included, counted with asyncpg's query logger on the one
 connection it is given. A count, not a timing: a statement more shows as a failure.
-``bench/order_statements.py`` prints the same cases with their statements."""
+``pytest -s`` prints the counts. Before issue 11 item 5 they were 16, 3, 9, 17, 12 and 16
+(the cases of ``LIMITS``, in order) and 12 for a Commerce7 order below every tier."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from typing import Any
 import asyncpg
 
 from services.syncer.consumers.orders import handle_order
-from shared.events import CloudEvent
+from shared.events import HEADER_PREFIX, CloudEvent
+from shared.messages.memberships import MembershipActionRequested, membership_action_type
 from shared.messages.orders import ShopifyOrder
 from tests.conftest import syncer_settings
-from tests.helpers import SHOPIFY_ORDER
+from tests.helpers import COMMERCE7_WEBHOOK, SHOPIFY_ORDER
 
 LATER = "2008-01-12T11:00:00-05:00"
 # The refunds/create body names only the order; the handler reads the order itself.
@@ -90,7 +92,9 @@ async def run_cases(conn: asyncpg.Connection, database: str) -> dict[str, list[s
     deps = SimpleNamespace(settings=settings, pool=OneConnection(conn), shopify=shopify)
     await handle_order(event("warm-up", "orders/paid", order(1, 1, "600.00")), None, deps)  # type: ignore[arg-type]
     await handle_order(
-        event("warm-up-2", "orders/updated", order(1, 1, "200.00", updated_at=LATER)), None, deps  # type: ignore[arg-type]
+        event("warm-up-2", "orders/updated", order(1, 1, "200.00", updated_at=LATER)),
+        None,
+        deps,  # type: ignore[arg-type]
     )
     gold = order(1001, 77, "600.00")
     cases: dict[str, list[str]] = {}
@@ -117,17 +121,36 @@ async def run_cases(conn: asyncpg.Connection, database: str) -> dict[str, list[s
     cases["refunds/create that downgrades Gold to Silver"] = await counted(
         conn, deps, event("w-6", "refunds/create", {**REFUND, "order_id": 1001})
     )
+    c7 = json.loads(COMMERCE7_WEBHOOK)
+    c7["payload"].update(id="c7-order-1", subTotal=1000)
+    cases["Commerce7 paid order of a new customer, below every tier"] = await counted(
+        conn,
+        deps,
+        CloudEvent.create(
+            id="c7-1",
+            type="commerce7.order.create",
+            source="urn:test",
+            data=json.dumps(c7).encode(),
+        ),
+    )
     return cases
 
 
 # The most statements each case may take (BEGIN and COMMIT included).
 LIMITS = {
-    "new customer, first paid Gold order": 99,
-    "the same webhook redelivered": 99,
-    "orders/updated that changes nothing": 99,
-    "known customer, paid order that upgrades": 99,
-    "known customer, paid order of the same tier (extends)": 99,
-    "refunds/create that downgrades Gold to Silver": 99,
+    # BEGIN, claim + customer + order, decide, enrol (enrolment, version, action, outbox), COMMIT
+    "new customer, first paid Gold order": 5,
+    # BEGIN, claim (nothing else written), COMMIT
+    "the same webhook redelivered": 3,
+    # BEGIN, claim + customer + order, the active enrolment and whether it still qualifies, COMMIT
+    "orders/updated that changes nothing": 4,
+    # as a first order; the old enrolment ends in the enrolment's statement
+    "known customer, paid order that upgrades": 5,
+    "known customer, paid order of the same tier (extends)": 5,
+    # is it handled (before the GET), BEGIN, upsert, active, best remaining, move, COMMIT
+    "refunds/create that downgrades Gold to Silver": 7,
+    # BEGIN, claim + customer + order, decide (no tier reached), COMMIT
+    "Commerce7 paid order of a new customer, below every tier": 4,
 }
 
 
@@ -159,3 +182,37 @@ async def test_the_common_order_cases_take_few_statements(db, database) -> None:
         ("upgrade_membership", 2),
         ("downgrade_membership", 2),
     ]
+
+
+async def test_the_action_event_is_the_one_queue_action_writes(db, database) -> None:
+    async with db.acquire() as conn:
+        await run_cases(conn, database)
+    rows = await db.fetch(
+        "SELECT a.id, a.provider, a.kind, o.routing_key, o.headers, o.body, o.content_type"
+        " FROM provider_actions a JOIN outbox o ON o.event_id = 'provider-action-' || a.id"
+        " ORDER BY a.id"
+    )
+    assert len(rows) == await db.fetchval("SELECT count(*) FROM provider_actions") == 6
+    settings = syncer_settings(database, "", "http://127.0.0.1:9")
+    handled = {r["event_id"] for r in await db.fetch("SELECT event_id FROM processed_messages")}
+    for row in rows:
+        correlation_id = row["headers"][f"{HEADER_PREFIX}correlationid"]
+        assert correlation_id in handled  # the order event's
+        want = CloudEvent.create(
+            id=f"provider-action-{row['id']}",
+            correlationid=correlation_id,
+            type=membership_action_type(row["provider"]),
+            source=settings.source,
+            subject=str(row["id"]),
+            data=MembershipActionRequested(
+                action_id=row["id"], provider=row["provider"], kind=row["kind"]
+            ),
+        )
+        headers = dict(row["headers"])
+        assert headers.pop(f"{HEADER_PREFIX}time")
+        assert headers == {k: v for k, v in want.amqp_headers().items() if not k.endswith(":time")}
+        assert (row["routing_key"], bytes(row["body"]), row["content_type"]) == (
+            want.type,
+            want.data,
+            want.datacontenttype,
+        )
