@@ -7,6 +7,10 @@ one after the other. Every change of a customer's enrolments bumps the customer'
 version: a row in ``provider_actions`` plus an outbox event, which reach the provider
 only if this transaction commits. The action then makes the provider equal to the
 customer's enrolment at the time it runs (``consumers/membership_actions.py``).
+
+The order path decides with one read and writes with one statement
+(:func:`apply_order`, :mod:`services.syncer.enrolment_changes`); :func:`bump_version`
+and :func:`queue_action` are the same writes one at a time, for the expiry job.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ async def queue_action(
     correlation_id: str | None,
 ) -> int | None:
     """Insert a ``pending`` provider action at ``membership_version`` and its outbox
-    event; None if it existed."""
+    event; None if it existed. ``enrolment_changes.CHANGE_SQL`` writes the same rows
+    in SQL (``tests/syncer/test_order_statements.py`` compares the events)."""
     action_id: int | None = await conn.fetchval(
         """
         INSERT INTO provider_actions (kind, provider, customer_id, enrolment_id, tier_id,

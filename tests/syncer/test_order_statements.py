@@ -216,3 +216,32 @@ async def test_the_action_event_is_the_one_queue_action_writes(db, database) -> 
             want.data,
             want.datacontenttype,
         )
+
+
+async def test_concurrent_orders_and_duplicates_of_one_customer_end_in_one_gold_enrolment(
+    db, database
+) -> None:
+    settings = syncer_settings(database, "", "http://127.0.0.1:9")
+    deps = SimpleNamespace(settings=settings, pool=db, shopify=StoredShopify())
+    amounts = ["60.00", "200.00", "600.00", "100.00", "700.00", "250.00"]
+    events = [
+        event(f"c-{n}", "orders/paid", order(3000 + n, 99, amount))
+        for n, amount in enumerate(amounts)
+    ]
+    await asyncio.gather(*(handle_order(ev, None, deps) for ev in events + events))  # type: ignore[arg-type]
+
+    assert await db.fetchval("SELECT count(*) FROM processed_messages") == len(amounts)
+    assert (
+        await db.fetchval("SELECT count(*) FROM orders WHERE membership_evaluated_at IS NULL") == 0
+    )
+    active = await db.fetch(
+        "SELECT t.name FROM enrolments e JOIN tiers t ON t.id = e.tier_id WHERE e.status = 'active'"
+    )
+    assert [r["name"] for r in active] == ["Gold"]
+    enrolments = await db.fetchval("SELECT count(*) FROM enrolments")
+    # One action, one outbox row and one version per enrolment started.
+    assert await db.fetchval("SELECT count(*) FROM provider_actions") == enrolments
+    assert await db.fetchval("SELECT count(*) FROM outbox") == enrolments
+    assert await db.fetchval("SELECT membership_version FROM customers") == enrolments
+    versions = await db.fetch("SELECT membership_version FROM provider_actions ORDER BY id")
+    assert [r["membership_version"] for r in versions] == list(range(1, enrolments + 1))

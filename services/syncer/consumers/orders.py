@@ -65,6 +65,11 @@ async def handle_order(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) 
     transaction) and by the order's natural key (provider, order id): the same
     webhook three times leaves one order, one enrolment, one provider action.
 
+    Round trips (issue 11 item 5): BEGIN, one statement that claims the message and
+    upserts the customer and the order, then for a paid order one read that decides
+    and one write that enrols, then COMMIT: 5 for a first paid order, 3 for a
+    duplicate (``tests/syncer/test_order_statements.py`` counts them).
+
     Raises:
         InvalidEventError: the data does not validate (dead-lettered at once).
         ProviderRejectedError: a refunded order Shopify does not know (dead-lettered).
