@@ -7,6 +7,10 @@ one after the other. Every change of a customer's enrolments bumps the customer'
 version: a row in ``provider_actions`` plus an outbox event, which reach the provider
 only if this transaction commits. The action then makes the provider equal to the
 customer's enrolment at the time it runs (``consumers/membership_actions.py``).
+
+The order path decides with one read and writes with one statement
+(:func:`apply_order`, :mod:`services.syncer.enrolment_changes`); :func:`bump_version`
+and :func:`queue_action` are the same writes one at a time, for the expiry job.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from services.syncer.enrolment_changes import EnrolmentChange, apply_change
+from services.syncer.store import StoredOrder
 from shared.events import CloudEvent
 from shared.messages.memberships import MembershipActionRequested, membership_action_type
 from shared.outbox import enqueue
@@ -46,14 +52,6 @@ async def bump_version(conn: asyncpg.Connection, customer_id: int) -> int:
     return version
 
 
-async def net_qualifying_minor(conn: asyncpg.Connection, order_id: int) -> int:
-    """The order's qualifying amount now, in minor units, net of its refund orders."""
-    net: int = await conn.fetchval(
-        "SELECT order_net_qualifying_minor(o) FROM orders o WHERE o.id = $1", order_id
-    )
-    return net
-
-
 async def queue_action(
     conn: asyncpg.Connection,
     *,
@@ -70,7 +68,8 @@ async def queue_action(
     correlation_id: str | None,
 ) -> int | None:
     """Insert a ``pending`` provider action at ``membership_version`` and its outbox
-    event; None if it existed."""
+    event; None if it existed. ``enrolment_changes.CHANGE_SQL`` writes the same rows
+    in SQL (``tests/syncer/test_order_statements.py`` compares the events)."""
     action_id: int | None = await conn.fetchval(
         """
         INSERT INTO provider_actions (kind, provider, customer_id, enrolment_id, tier_id,
@@ -106,10 +105,37 @@ async def queue_action(
     return action_id
 
 
+# $1 the order (locked since its upsert), $2 its customer. The order is marked
+# evaluated whatever follows; the customer is locked before its active enrolment.
+_DECIDE_SQL = """
+WITH marked AS (
+    UPDATE orders o SET membership_evaluated_at = now() WHERE o.id = $1
+    RETURNING o.currency, order_net_qualifying_minor(o) AS net_minor
+), customer AS (
+    SELECT id FROM customers WHERE id = $2 FOR UPDATE
+), tier AS (
+    SELECT t.id, t.name, t.rank, t.duration_days,
+           now() + make_interval(days => t.duration_days) AS expires_at
+    FROM tiers t JOIN marked ON t.currency = marked.currency
+    WHERE t.qualifying_total_minor <= marked.net_minor
+    ORDER BY t.rank DESC LIMIT 1
+), active AS (
+    SELECT e.id, e.tier_id, t.rank
+    FROM customer JOIN enrolments e ON e.customer_id = customer.id AND e.status = 'active'
+    JOIN tiers t ON t.id = e.tier_id
+    FOR UPDATE OF e
+)
+SELECT tier.id AS tier_id, tier.name AS tier_name, tier.rank AS tier_rank,
+       tier.duration_days, tier.expires_at,
+       active.id AS active_id, active.tier_id AS active_tier_id, active.rank AS active_rank
+FROM customer LEFT JOIN tier ON true LEFT JOIN active ON true
+"""
+
+
 async def apply_order(
     conn: asyncpg.Connection,
     *,
-    order: asyncpg.Record,
+    order: StoredOrder,
     customer_id: int,
     provider: str,
     provider_context: dict[str, Any],
@@ -119,33 +145,23 @@ async def apply_order(
 ) -> Decision:
     """Enrol, upgrade or extend for one paid order, once (the order row remembers).
 
+    Two statements at most, in the caller's transaction, which holds the customer's
+    and the order's rows since their upserts: one marks the order evaluated and reads
+    the tier it earns with the customer's active enrolment (locking the customer,
+    then the enrolment); one writes the change (:mod:`services.syncer.enrolment_changes`),
+    or extends the enrolment. The read is a statement of its own after the upsert, so
+    its snapshot holds whatever the previous holder of the customer's lock committed.
+
     Returns:
         the decision; ``none`` when no tier qualifies or the order was seen before.
     """
-    if not order["paid"] or order["membership_evaluated_at"] is not None:
+    if not order.paid or order.evaluated:
         return Decision("none")
-    await conn.execute("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", customer_id)
-    await conn.execute(
-        "UPDATE orders SET membership_evaluated_at = now() WHERE id = $1", order["id"]
-    )
-    tier = await conn.fetchrow(
-        """
-        SELECT * FROM tiers WHERE currency = $1 AND qualifying_total_minor <= $2
-        ORDER BY rank DESC LIMIT 1
-        """,
-        order["currency"],
-        await net_qualifying_minor(conn, order["id"]),
-    )
-    if tier is None:
+    seen = await conn.fetchrow(_DECIDE_SQL, order.id, customer_id)
+    if seen is None or seen["tier_id"] is None:
         return Decision("none")
-    active = await conn.fetchrow(
-        """
-        SELECT e.*, t.rank FROM enrolments e JOIN tiers t ON t.id = e.tier_id
-        WHERE e.customer_id = $1 AND e.status = 'active' FOR UPDATE OF e
-        """,
-        customer_id,
-    )
-    if active is not None and active["tier_id"] == tier["id"]:
+    active_id = seen["active_id"]
+    if active_id is not None and seen["active_tier_id"] == seen["tier_id"]:
         await conn.execute(
             """
             UPDATE enrolments
@@ -153,49 +169,30 @@ async def apply_order(
                 updated_at = now()
             WHERE id = $1
             """,
-            active["id"],
-            tier["duration_days"],
+            active_id,
+            seen["duration_days"],
         )
-        return Decision("extended", active["id"])
-    if active is not None and active["rank"] > tier["rank"]:
-        return Decision("kept", active["id"])
-    kind = "add_membership"
-    previous_id = None
-    if active is not None:
-        kind, previous_id = "upgrade_membership", active["id"]
-        await conn.execute(
-            "UPDATE enrolments SET status = 'upgraded', ended_at = now(), updated_at = now()"
-            " WHERE id = $1",
-            previous_id,
-        )
-    enrolment_id: int = await conn.fetchval(
-        """
-        INSERT INTO enrolments (customer_id, tier_id, expires_at, source_order_id)
-        VALUES ($1, $2, now() + make_interval(days => $3), $4) RETURNING id
-        """,
-        customer_id,
-        tier["id"],
-        tier["duration_days"],
-        order["id"],
-    )
-    await conn.execute(
-        "UPDATE customers SET is_member = true, updated_at = now() WHERE id = $1", customer_id
-    )
-    version = await bump_version(conn, customer_id)
-    action_id = await queue_action(
+        return Decision("extended", active_id)
+    if active_id is not None and seen["active_rank"] > seen["tier_rank"]:
+        return Decision("kept", active_id)
+    change = await apply_change(
         conn,
-        kind=kind,
-        provider=provider,
-        customer_id=customer_id,
-        enrolment_id=enrolment_id,
-        tier_id=tier["id"],
-        previous_enrolment_id=previous_id,
-        payload=provider_context,
+        EnrolmentChange(
+            customer_id=customer_id,
+            kind="upgrade_membership" if active_id else "add_membership",
+            provider=provider,
+            end_id=active_id,
+            end_status="upgraded",
+            tier_id=seen["tier_id"],
+            expires_at=seen["expires_at"],
+            source_order_id=order.id,
+            is_member=True,
+            payload=provider_context,
+        ),
         max_attempts=max_attempts,
-        membership_version=version,
         source=source,
         correlation_id=correlation_id,
     )
-    outcome = "upgraded" if previous_id else "enrolled"
-    log.info("membership." + outcome, tier=tier["name"], enrolment_id=enrolment_id)
-    return Decision(outcome, enrolment_id, action_id)
+    outcome = "upgraded" if active_id else "enrolled"
+    log.info("membership." + outcome, tier=seen["tier_name"], enrolment_id=change.enrolment_id)
+    return Decision(outcome, change.enrolment_id, change.action_id)

@@ -18,12 +18,11 @@ or ``cancel_membership`` on the revoked one), so the provider converges.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 import structlog
 
-from services.syncer.memberships import Decision, bump_version, queue_action
+from services.syncer.enrolment_changes import EnrolmentChange, apply_change
+from services.syncer.memberships import Decision
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +43,26 @@ LIMIT 1
 """
 
 
+# $1 the changed order, $2 its customer. The customer is locked before its active
+# enrolment; whether the order still earns that enrolment's tier is read only when
+# the enrolment came from it.
+_ACTIVE_SQL = """
+WITH customer AS (
+    SELECT id FROM customers WHERE id = $2 FOR UPDATE
+), active AS (
+    SELECT e.id, e.tier_id, e.source_order_id, t.currency, t.qualifying_total_minor
+    FROM customer JOIN enrolments e ON e.customer_id = customer.id AND e.status = 'active'
+    JOIN tiers t ON t.id = e.tier_id
+    FOR UPDATE OF e
+)
+SELECT active.id, active.tier_id, active.source_order_id = $1 AS from_order,
+       (SELECT o.paid AND o.currency = active.currency
+               AND order_net_qualifying_minor(o) >= active.qualifying_total_minor
+        FROM orders o WHERE o.id = $1 AND o.id = active.source_order_id) AS still
+FROM customer LEFT JOIN active ON true
+"""
+
+
 async def reevaluate_order(
     conn: asyncpg.Connection,
     *,
@@ -56,30 +75,19 @@ async def reevaluate_order(
 ) -> Decision:
     """Revoke or move the enrolment ``order_id`` earned if it no longer qualifies.
 
+    One read when nothing changes (lock the customer, then its active enrolment, and
+    see whether the order still earns it); when it does not, a read of the best
+    remaining tier and one write (:mod:`services.syncer.enrolment_changes`).
+
     Returns:
         ``revoked`` (no tier left), ``moved`` (to another tier), ``kept`` (the order,
         or another one, still earns the same tier) or ``none`` (the order earned no
         active enrolment).
     """
-    await conn.execute("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", customer_id)
-    active = await conn.fetchrow(
-        """
-        SELECT e.id, e.tier_id, e.source_order_id, t.currency, t.qualifying_total_minor
-        FROM enrolments e JOIN tiers t ON t.id = e.tier_id
-        WHERE e.customer_id = $1 AND e.status = 'active' FOR UPDATE OF e
-        """,
-        customer_id,
-    )
-    if active is None or active["source_order_id"] != order_id:
+    active = await conn.fetchrow(_ACTIVE_SQL, order_id, customer_id)
+    if active is None or not active["from_order"]:
         return Decision("none")
-    still = await conn.fetchval(
-        "SELECT o.paid AND o.currency = $2 AND order_net_qualifying_minor(o) >= $3"
-        " FROM orders o WHERE o.id = $1",
-        order_id,
-        active["currency"],
-        active["qualifying_total_minor"],
-    )
-    if still:
+    if active["still"]:
         return Decision("kept", active["id"])
     best = await conn.fetchrow(_BEST_REMAINING_SQL, customer_id)
     if best is not None and best["tier_id"] == active["tier_id"]:
@@ -92,54 +100,32 @@ async def reevaluate_order(
             best["expires_at"],
         )
         return Decision("kept", active["id"])
-    await conn.execute(
-        "UPDATE enrolments SET status = 'revoked', ended_at = now(), updated_at = now()"
-        " WHERE id = $1",
-        active["id"],
-    )
-    version = await bump_version(conn, customer_id)
-    common: dict[str, Any] = {
-        "provider": provider,
-        "customer_id": customer_id,
-        "max_attempts": max_attempts,
-        "membership_version": version,
-        "source": source,
-        "correlation_id": correlation_id,
-    }
     if best is None:
-        await conn.execute(
-            "UPDATE customers SET is_member = false, updated_at = now() WHERE id = $1",
-            customer_id,
-        )
-        action_id = await queue_action(
-            conn,
+        change = EnrolmentChange(
+            customer_id=customer_id,
             kind="cancel_membership",
-            enrolment_id=active["id"],
-            tier_id=active["tier_id"],
-            previous_enrolment_id=None,
-            payload={},
-            **common,
+            provider=provider,
+            end_id=active["id"],
+            end_status="revoked",
+            is_member=False,
         )
+    else:
+        change = EnrolmentChange(
+            customer_id=customer_id,
+            kind="downgrade_membership",
+            provider=provider,
+            end_id=active["id"],
+            end_status="revoked",
+            tier_id=best["tier_id"],
+            expires_at=best["expires_at"],
+            source_order_id=best["order_id"],
+            payload=best["provider_context"] or {},
+        )
+    done = await apply_change(
+        conn, change, max_attempts=max_attempts, source=source, correlation_id=correlation_id
+    )
+    if best is None:
         log.info("membership.revoked", enrolment_id=active["id"], order_row=order_id)
-        return Decision("revoked", active["id"], action_id)
-    enrolment_id: int = await conn.fetchval(
-        """
-        INSERT INTO enrolments (customer_id, tier_id, expires_at, source_order_id)
-        VALUES ($1, $2, $3, $4) RETURNING id
-        """,
-        customer_id,
-        best["tier_id"],
-        best["expires_at"],
-        best["order_id"],
-    )
-    action_id = await queue_action(
-        conn,
-        kind="downgrade_membership",
-        enrolment_id=enrolment_id,
-        tier_id=best["tier_id"],
-        previous_enrolment_id=active["id"],
-        payload=best["provider_context"] or {},
-        **common,
-    )
-    log.info("membership.moved", tier=best["name"], enrolment_id=enrolment_id)
-    return Decision("moved", enrolment_id, action_id)
+        return Decision("revoked", active["id"], done.action_id)
+    log.info("membership.moved", tier=best["name"], enrolment_id=done.enrolment_id)
+    return Decision("moved", done.enrolment_id, done.action_id)

@@ -17,9 +17,8 @@ from services.syncer.deps import SyncerDeps
 from services.syncer.memberships import Decision, apply_order
 from services.syncer.orders import OrderData, from_commerce7, from_shopify
 from services.syncer.revocations import reevaluate_order
-from services.syncer.store import upsert_customer, upsert_order
+from services.syncer.store import StoredOrder, claim_and_upsert
 from shared.consumer import Delivery
-from shared.db import claim_message
 from shared.errors import InvalidEventError
 from shared.events import CloudEvent
 from shared.messages.orders import (
@@ -66,6 +65,11 @@ async def handle_order(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) 
     transaction) and by the order's natural key (provider, order id): the same
     webhook three times leaves one order, one enrolment, one provider action.
 
+    Round trips (issue 11 item 5): BEGIN, one statement that claims the message and
+    upserts the customer and the order, then for a paid order one read that decides
+    and one write that enrols, then COMMIT: 5 for a first paid order, 3 for a
+    duplicate (``tests/syncer/test_order_statements.py`` counts them).
+
     Raises:
         InvalidEventError: the data does not validate (dead-lettered at once).
         ProviderRejectedError: a refunded order Shopify does not know (dead-lettered).
@@ -85,15 +89,15 @@ async def handle_order(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) 
         )
     else:
         order = normalise(event, deps.settings.commerce7_currency)
+    # Lock order: the claim, the customer, the order, then the customer's enrolment.
     async with deps.pool.acquire() as conn, conn.transaction():
-        if not await claim_message(conn, ORDERS.name, event.id):
+        stored = await claim_and_upsert(conn, ORDERS.name, event.id, order)
+        if stored is None:
             log.info("order.duplicate_ignored", order_id=order.external_id)
             return
-        customer_id = await upsert_customer(conn, order.customer) if order.customer else None
-        row = await upsert_order(conn, order, customer_id, event.id)
         decision = None
-        if customer_id is not None:
-            decision = await _decide(conn, deps, event, order, row, customer_id, revoke)
+        if stored.customer_id is not None:
+            decision = await _decide(conn, deps, event, order, stored, stored.customer_id, revoke)
     log.info(
         "order.upserted",
         provider=order.provider,
@@ -108,7 +112,7 @@ async def _decide(
     deps: SyncerDeps,
     event: CloudEvent,
     order: OrderData,
-    row: asyncpg.Record,
+    row: StoredOrder,
     customer_id: int,
     revoke: bool,
 ) -> Decision:
@@ -119,17 +123,18 @@ async def _decide(
         "source": deps.settings.source,
         "correlation_id": event.correlationid,
     }
-    if row["refund_of"] is not None:
+    if row.refund_of is not None:
         # A refund order: the order it refunds may no longer earn its tier.
         original = await conn.fetchval(
             "SELECT id FROM orders WHERE provider = $1 AND external_id = $2",
             order.provider,
-            row["refund_of"],
+            row.refund_of,
         )
         if not revoke or original is None:
             return Decision("none")
         return await reevaluate_order(conn, order_id=original, **common)
     decision = await apply_order(conn, order=row, provider_context=order.provider_context, **common)
-    if decision.outcome == "none" and revoke:
-        decision = await reevaluate_order(conn, order_id=row["id"], **common)
+    # Only an order evaluated by an earlier event can be the source of an enrolment.
+    if decision.outcome == "none" and revoke and row.evaluated:
+        decision = await reevaluate_order(conn, order_id=row.id, **common)
     return decision
