@@ -825,7 +825,7 @@ def cpu_per_request_us(phase: Phase) -> dict[str, float | None]:
 
 
 def run(bench: Bench) -> dict[str, Any]:
-    """The phases, in the order (1), (4), (2), (5), (3); the figures as a JSON-able dict."""
+    """The phases, in the order (1), (4), (2), (5), (6), (3); the figures as a JSON-able dict."""
     args = bench.args
     started = time.monotonic()
     phases: dict[str, Phase] = {}
