@@ -53,11 +53,21 @@ class Synced:
 async def mark_synced(
     conn: asyncpg.Connection, table: str, entity: str, rows: Sequence[Synced]
 ) -> None:
-    """Record HubSpot's ids and versions, clear errors, mark the audit log synced."""
+    """Record HubSpot's ids and versions, clear errors, mark the audit log synced.
+
+    Call it in a transaction: the rows are locked first, in id order, the order every
+    writer of contacts locks them in (credits_fast, credits_bulk), so a batch of 100
+    and a bulk refund over the same contacts wait for each other instead of
+    deadlocking (an ``UPDATE ... FROM unnest`` locks in whatever order its join runs).
+    """
     if not rows:
         return
     assert table in ("contacts", "bookings", "mock_exams")
     ids = [r.row_id for r in rows]
+    await conn.execute(
+        f"SELECT 1 FROM {table} WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",  # noqa: S608
+        ids,
+    )
     await conn.execute(
         f"""
         UPDATE {table} t SET hubspot_id = COALESCE(t.hubspot_id, v.hid),
