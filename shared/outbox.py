@@ -25,13 +25,44 @@ effect. A row is published at most once per attempt, whatever its neighbours do.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
-from shared.events import CloudEvent
+from shared.events import HEADER_PREFIX, CloudEvent
 from shared.outbox_relay import OutboxRelay, OutboxRetry, Round
 
-__all__ = ["OutboxRelay", "OutboxRetry", "Round", "enqueue", "enqueue_many"]
+__all__ = [
+    "CORRELATION_HEADER",
+    "ID_HEADER",
+    "SUBJECT_HEADER",
+    "OutboxRelay",
+    "OutboxRetry",
+    "Round",
+    "enqueue",
+    "enqueue_many",
+    "headers_but_ids",
+]
+
+# The headers an outbox row written in SQL gets from the SQL (its id is known only there).
+ID_HEADER = f"{HEADER_PREFIX}id"
+SUBJECT_HEADER = f"{HEADER_PREFIX}subject"
+CORRELATION_HEADER = f"{HEADER_PREFIX}correlationid"
+
+
+def headers_but_ids(*, type: str, source: str, correlationid: str | None) -> dict[str, Any]:
+    """The ``amqp_headers()`` of an event whose id only the SQL that writes its outbox
+    row knows, less :data:`ID_HEADER` and :data:`SUBJECT_HEADER`, and less
+    :data:`CORRELATION_HEADER` when ``correlationid`` is None: the SQL then sets it to
+    the event's id, as :meth:`CloudEvent.create` does (``credits_fast``,
+    ``credits_bulk``, ``enrolment_changes``)."""
+    headers = CloudEvent.create(
+        id="-", type=type, source=source, subject="-", correlationid=correlationid, data=b""
+    ).amqp_headers()
+    del headers[ID_HEADER], headers[SUBJECT_HEADER]
+    if correlationid is None:
+        del headers[CORRELATION_HEADER]
+    return headers
 
 
 async def enqueue(

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared.events import HEADER_PREFIX, CloudEvent
-from shared.messages.credits import CONTACT_PUSH, ContactPush, CreditChange, CreditsNotification
+from shared.events import CloudEvent
+from shared.messages.credits import CONTACT_PUSH, CreditChange, CreditsNotification
+from shared.outbox import CORRELATION_HEADER, ID_HEADER, SUBJECT_HEADER, headers_but_ids
 
 # $1 hubspot ids, $2 student ids, $3 emails, $4 first names, $5 last names: one element
 # per change, in batch order (NULL where not given).
@@ -219,16 +220,9 @@ async def apply_batch(
         for field in sorted(change.credits)
     ]
     refs = [c.contact for c in changes]
-    template = CloudEvent.create(
-        id="-",
-        type=CONTACT_PUSH,
-        source="urn:crmsync:syncer",
-        correlationid=event.correlationid or "-",
-        data=ContactPush(contact_id=0),
-    ).amqp_headers()
-    del template[f"{HEADER_PREFIX}id"]
-    if event.correlationid is None:
-        del template[f"{HEADER_PREFIX}correlationid"]
+    template = headers_but_ids(
+        type=CONTACT_PUSH, source="urn:crmsync:syncer", correlationid=event.correlationid
+    )
     try:
         async with conn.transaction():  # a savepoint: on a lost race, the loop's turn
             changed: int = await conn.fetchval(
@@ -249,10 +243,10 @@ async def apply_batch(
                 event.id,
                 template,
                 CONTACT_PUSH,
-                f"{HEADER_PREFIX}id",
-                f"{HEADER_PREFIX}subject",
+                ID_HEADER,
+                SUBJECT_HEADER,
                 event.correlationid is None,
-                f"{HEADER_PREFIX}correlationid",
+                CORRELATION_HEADER,
             )
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
         return None

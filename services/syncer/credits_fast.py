@@ -20,14 +20,16 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.events import HEADER_PREFIX, CloudEvent
-from shared.messages.credits import CONTACT_PUSH, ContactPush, CreditChange, CreditsNotification
+from shared.events import CloudEvent
+from shared.messages.credits import CONTACT_PUSH, CreditChange, CreditsNotification
+from shared.outbox import CORRELATION_HEADER, ID_HEADER, SUBJECT_HEADER, headers_but_ids
 
 # $1 hubspot_id, $2 student_id, $3 email (the contact's keys, as resolve_contact matches);
 # $4 consumer, $5 event id; $6 credit types (sorted), $7 balances, $8 app version,
 # $9 reason, $10 occurred_at; $11 audit details without "credits"; $12 the push
-# event's headers without id and subject; $13 its routing key; $14, $15 the names of
-# its id and subject headers.
+# event's headers without id and subject (and correlation id when $16 is true); $13 its
+# routing key; $14, $15, $17 the names of its id, subject and correlation id headers;
+# $16 the push's correlation id is its own id (the notification has none).
 FAST_APPLY_SQL = """
 WITH contact AS (
     SELECT id, student_id, email, hubspot_id, change_version FROM contacts
@@ -70,7 +72,9 @@ WITH contact AS (
 ), pushed AS (
     INSERT INTO outbox (event_id, routing_key, headers, body, content_type)
     SELECT bumped.push_id, $13,
-           $12::jsonb || jsonb_build_object($14::text, bumped.push_id, $15::text, bumped.id::text),
+           $12::jsonb || jsonb_build_object($14::text, bumped.push_id, $15::text, bumped.id::text)
+           || CASE WHEN $16::bool THEN jsonb_build_object($17::text, bumped.push_id)
+                   ELSE '{}'::jsonb END,
            convert_to(jsonb_build_object('contactId', bumped.id)::text, 'UTF8'),
            'application/json'
     FROM bumped
@@ -116,14 +120,9 @@ async def apply_fast(
     """
     ref = change.contact
     fields = sorted(change.credits)  # one lock order for the balances of a contact
-    template = CloudEvent.create(
-        id="-",
-        type=CONTACT_PUSH,
-        source="urn:crmsync:syncer",
-        correlationid=event.correlationid,
-        data=ContactPush(contact_id=0),
-    ).amqp_headers()
-    del template[f"{HEADER_PREFIX}id"]
+    template = headers_but_ids(
+        type=CONTACT_PUSH, source="urn:crmsync:syncer", correlationid=event.correlationid
+    )
     row = await db.fetchrow(
         FAST_APPLY_SQL,
         ref.hubspot_id,
@@ -139,8 +138,10 @@ async def apply_fast(
         {"reason": note.reason, "appVersion": change.version},
         template,
         CONTACT_PUSH,
-        f"{HEADER_PREFIX}id",
-        f"{HEADER_PREFIX}subject",
+        ID_HEADER,
+        SUBJECT_HEADER,
+        event.correlationid is None,
+        CORRELATION_HEADER,
     )
     if row is None:
         return FastOutcome(found=False)

@@ -31,8 +31,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import HEADER_PREFIX, CloudEvent
 from shared.messages.memberships import MembershipActionRequested, membership_action_type
+from shared.outbox import CORRELATION_HEADER, ID_HEADER, SUBJECT_HEADER, headers_but_ids
 
 # $1 customer id; $2 the ending enrolment's new status, $3 its id (NULL: none); the new
 # enrolment: $4 tier id (NULL: none), $5 expires_at, $6 source order id; $7 is_member
@@ -126,16 +126,10 @@ class ChangeResult:
 
 def _event_args(change: EnrolmentChange, source: str, correlation_id: str | None) -> list[Any]:
     """``CHANGE_SQL``'s $12..$19: the action event, less what depends on its id."""
-    template = CloudEvent.create(
-        id="-",
-        type=membership_action_type(change.provider),
-        source=source,
-        subject="-",
-        data=b"",
-    ).amqp_headers()
-    names = [f"{HEADER_PREFIX}{name}" for name in ("id", "subject", "correlationid")]
-    for name in names:
-        del template[name]
+    names = [ID_HEADER, SUBJECT_HEADER, CORRELATION_HEADER]
+    template = headers_but_ids(
+        type=membership_action_type(change.provider), source=source, correlationid=None
+    )
     body = MembershipActionRequested.model_validate(
         {"actionId": _ACTION_ID_MARK, "provider": change.provider, "kind": change.kind}
     ).model_dump_json(by_alias=True)

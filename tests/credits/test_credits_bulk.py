@@ -17,6 +17,7 @@ import pytest
 
 from services.syncer.consumers.credits import apply_change, handle_credits
 from services.syncer.credits_bulk import apply_batch
+from services.syncer.credits_fast import apply_fast, can_take_fast_path
 from shared.db import claim_message, create_pool
 from shared.events import CloudEvent
 from shared.messages.credits import CREDITS_CHANGED, CreditsNotification
@@ -227,6 +228,28 @@ async def test_a_mixed_batch_ends_as_the_loop_ends(db, make_db, correlated: bool
     assert contacts[5]["change_version"] == 1 and contacts[4]["change_version"] == 2
     assert contacts[9]["last_name"] == "" and contacts[9]["change_version"] == 2
     assert [a["entity_id"] for a in after["audit"]] == [1, 2, 3, 4, 7, 9, 10, 11]
+
+
+@pytest.mark.parametrize("correlated", [True, False], ids=["correlation-id", "none"])
+async def test_one_known_contact_in_one_statement_ends_as_the_loop_ends(
+    db, make_db, correlated: bool
+) -> None:
+    loop_db = await make_db()
+    await seed(db)
+    await seed(loop_db)
+    event = bulk_event(MIXED[:1], key="one")  # hs-1: a known contact, no key to learn
+    if not correlated:  # the push is then its own correlation id, as in the loop
+        event = event.model_copy(update={"correlationid": None})
+    note = event.data_as(CreditsNotification)
+    assert can_take_fast_path(note)
+    outcome = await apply_fast(db, CREDITS.name, note.changes()[0], note, event)
+    assert outcome.found and outcome.claimed and outcome.changed
+    await run_loop(loop_db, event)
+    after = await state(db)
+    assert after == await state(loop_db)
+    [push] = after["outbox"]
+    expected = event.correlationid or push["event_id"]
+    assert push["headers"]["cloudEvents:correlationid"] == expected
 
 
 async def test_a_batch_whose_changes_meet_takes_the_loop_with_the_same_end(db, make_db) -> None:
