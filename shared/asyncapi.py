@@ -103,7 +103,7 @@ def _event_types() -> list[EventType]:
                   "The app's new absolute credit balances of one or more contacts."),
         *bookings,
         EventType(CONTACT_PUSH, ContactPush, "syncer (outbox)",
-                  "A contact whose credits changed: HubSpot should follow."),
+                  "A contact the drift check found different in HubSpot: send it again."),
         EventType(LOGIN, LoginEvent, "intake", "A profile logged in: sync its CRM packages."),
         EventType(PACKAGES_REFRESH, PackagesRefresh, "intake",
                   "Sync one profile's packages now (request/reply)."),

@@ -75,6 +75,21 @@ class Coalescer(Generic[K]):
         self._schedule()
         await future
 
+    def offer(self, key: K) -> None:
+        """Add ``key`` to the next flush without waiting for it (fire and forget: the
+        caller has made the work durable elsewhere, and a failed flush is retried there)."""
+        now = asyncio.get_running_loop().time()
+        if not self._pending:
+            self._oldest_at = now
+        self._newest_at = now
+        self._pending.setdefault(key, [])
+        self._schedule()
+
+    @property
+    def backlog(self) -> int:
+        """Keys waiting for a flush (not counting the one running)."""
+        return len(self._pending)
+
     def _schedule(self) -> None:
         """Start the next flush now, arm the window's timer, or wait for the running one."""
         if self._running is not None or not self._pending:

@@ -58,6 +58,17 @@ PUBLISH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 PUBLISH_FAILURES = Counter("crmsync_publish_failures_total", "Publishes that got no confirm.")
+HUBSPOT_CONTACT_PUSHES = Counter(
+    "crmsync_hubspot_contact_pushes_total",
+    "Contacts the real-time pusher sent to HubSpot, by outcome (created, updated, refused:"
+    " HubSpot refused the record; call_failed: the whole call failed, due again later).",
+    ["outcome"],
+)
+HUBSPOT_CONTACTS_DUE = Gauge(
+    "crmsync_hubspot_contacts_due",
+    "Contacts due for a real-time HubSpot push at this replica's last sweep (counted up to"
+    " 10,000; database-wide, so take the max over replicas, not the sum).",
+)
 WEBHOOKS_IGNORED = Counter(
     "crmsync_webhooks_ignored_total",
     "Webhooks accepted (2xx) but not handled, by provider and topic (known topics only, "

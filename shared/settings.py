@@ -242,6 +242,14 @@ class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
     hubspot_push_window_s: float = 0.2
     # Unacked contact pushes per replica: at least 100 so a batch call can be full.
     hubspot_push_prefetch: int = 200
+    # A replica sending contacts to HubSpot holds them this long at most (seconds; more
+    # than a batch call with its retries), so no other replica sends them meanwhile.
+    hubspot_push_lease_s: float = Field(default=120.0, gt=0)
+    # Contacts whose whole HubSpot call failed are due again after this (seconds).
+    hubspot_push_retry_s: float = Field(default=30.0, gt=0)
+    # Each replica looks for due contacts no one is sending this often (seconds): those
+    # of a replica that stopped between its commit and the push, or whose call failed.
+    hubspot_push_sweep_s: float = Field(default=5.0, gt=0)
     # W1: the CRM database, read-only, through crm_customers / crm_packages (docs/crm-views.md).
     crm_database_url: str = "postgresql://postgres@127.0.0.1:5432/crmsync_crm"
     # CRM connections per replica at most; the CRM's max_connections / replicas bounds it.

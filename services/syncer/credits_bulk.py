@@ -19,8 +19,8 @@ in the caller's transaction, after its claim of the message:
    batch order, as the loop would number them), upserts the balances with the per
    field guard ``EXCLUDED.version > contact_credits.version``, fills in the keys and
    names step 1 found to learn, bumps ``change_version`` of each contact whose
-   balances changed (a new one starts at 2, as the loop leaves it), and writes one
-   audit row and one ``contact-push-<id>-<version>`` outbox row per contact that
+   balances changed (a new one starts at 2, as the loop leaves it) and marks it due
+   for HubSpot (``hubspot/pusher.py``), and writes one audit row per contact that
    changed (batch order). A contact whose fields were all stale gets none of them.
 
 Seven statements for any batch: BEGIN, the claim, ``LOCK_SQL``, SAVEPOINT,
@@ -40,8 +40,7 @@ from __future__ import annotations
 import asyncpg
 
 from shared.events import CloudEvent
-from shared.messages.credits import CONTACT_PUSH, CreditChange, CreditsNotification
-from shared.outbox import CORRELATION_HEADER, ID_HEADER, SUBJECT_HEADER, headers_but_ids
+from shared.messages.credits import CreditChange, CreditsNotification
 
 # $1 hubspot ids, $2 student ids, $3 emails, $4 first names, $5 last names: one element
 # per change, in batch order (NULL where not given).
@@ -101,11 +100,8 @@ ORDER BY ref.idx
 # Per change, in batch order: $1 contact id (NULL: create it), $2 fill (learn keys and
 # names), $3 hubspot id, $4 student id, $5 email, $6 first name, $7 last name, $8 app
 # version. Per balance: $9 its change's 1-based index, $10 credit type, $11 balance.
-# $12 reason, $13 occurred_at, $14 event id; $15 the push event's headers without id,
-# subject (and correlation id when $19 is true); $16 its routing key; $17, $18, $20 the
-# names of its id, subject and correlation id headers; $19 the push's correlation id
-# is its own id (the notification has none, as CloudEvent.create does).
-# Returns the number of contacts that changed.
+# $12 reason, $13 occurred_at, $14 event id.
+# Returns the ids of the contacts that changed, in batch order (NULL: none).
 APPLY_SQL = """
 WITH ref AS (
     SELECT * FROM unnest($1::bigint[], $2::bool[], $3::text[], $4::text[], $5::text[],
@@ -113,8 +109,9 @@ WITH ref AS (
         WITH ORDINALITY AS r(contact_id, fill, hubspot_id, student_id, email,
                              first_name, last_name, version, idx)
 ), created AS (  -- new contacts start at change_version 2: all their balances are new
-    INSERT INTO contacts (student_id, email, hubspot_id, first_name, last_name, change_version)
-    SELECT student_id, email, hubspot_id, first_name, last_name, 2
+    INSERT INTO contacts (student_id, email, hubspot_id, first_name, last_name, change_version,
+                          hubspot_push_due_at)
+    SELECT student_id, email, hubspot_id, first_name, last_name, 2, now()
     FROM ref WHERE contact_id IS NULL ORDER BY idx
     RETURNING id, hubspot_id, student_id, email
 ), target AS (  -- no two changes share a key (LOCK_SQL), so the keys find the row
@@ -149,13 +146,15 @@ WITH ref AS (
         last_name = CASE WHEN t.fill THEN coalesce(t.last_name, contacts.last_name)
                          ELSE contacts.last_name END,
         change_version = contacts.change_version + (a.id IS NOT NULL)::int,
+        hubspot_push_due_at = CASE WHEN a.id IS NOT NULL
+                                   THEN coalesce(contacts.hubspot_push_due_at, now())
+                                   ELSE contacts.hubspot_push_due_at END,
         updated_at = now()
     FROM target AS t LEFT JOIN applied AS a USING (id)
     WHERE contacts.id = t.id AND NOT t.is_new AND (t.fill OR a.id IS NOT NULL)
     RETURNING contacts.id, contacts.change_version, a.id IS NOT NULL AS changed
 ), pushes AS (
-    SELECT t.idx, t.id, t.version, a.credits, v.change_version,
-           'contact-push-' || t.id || '-' || v.change_version AS push_id
+    SELECT t.idx, t.id, t.version, a.credits, v.change_version
     FROM target AS t JOIN applied AS a USING (id)
     JOIN (SELECT id, change_version FROM bumped WHERE changed
           UNION ALL SELECT id, 2 FROM target WHERE is_new) AS v USING (id)
@@ -165,18 +164,8 @@ WITH ref AS (
            jsonb_build_object('reason', $12::text, 'credits', credits, 'appVersion', version),
            $14
     FROM pushes ORDER BY idx
-), pushed AS (
-    INSERT INTO outbox (event_id, routing_key, headers, body, content_type)
-    SELECT push_id, $16,
-           $15::jsonb || jsonb_build_object($17::text, push_id, $18::text, id::text)
-           || CASE WHEN $19::bool THEN jsonb_build_object($20::text, push_id)
-                   ELSE '{}'::jsonb END,
-           convert_to(jsonb_build_object('contactId', id)::text, 'UTF8'),
-           'application/json'
-    FROM pushes ORDER BY idx
-    ON CONFLICT (event_id) DO NOTHING
 )
-SELECT count(*) FROM pushes
+SELECT array_agg(id ORDER BY idx) FROM pushes
 """
 
 
@@ -202,11 +191,12 @@ async def apply_batch(
     changes: list[CreditChange],
     note: CreditsNotification,
     event: CloudEvent,
-) -> int | None:
+) -> list[int] | None:
     """Apply every change of ``note`` in two statements, in the caller's transaction
     (which has claimed ``event``), with the end state the per-contact loop gives.
 
-    Returns the number of contacts whose balances changed, or None, having locked the
+    Returns the ids of the contacts whose balances changed (due for HubSpot, in batch
+    order), or None, having locked the
     batch's contacts (in id order) and written nothing else, when the loop must run:
     changes that share a key or a contact, or a concurrent transaction that created
     one of the new contacts first (see the module docstring).
@@ -220,12 +210,9 @@ async def apply_batch(
         for field in sorted(change.credits)
     ]
     refs = [c.contact for c in changes]
-    template = headers_but_ids(
-        type=CONTACT_PUSH, source="urn:crmsync:syncer", correlationid=event.correlationid
-    )
     try:
         async with conn.transaction():  # a savepoint: on a lost race, the loop's turn
-            changed: int = await conn.fetchval(
+            changed: list[int] | None = await conn.fetchval(
                 APPLY_SQL,
                 [r["id"] for r in resolved],
                 [r["fill"] for r in resolved],
@@ -241,13 +228,7 @@ async def apply_batch(
                 note.reason,
                 note.occurred_at,
                 event.id,
-                template,
-                CONTACT_PUSH,
-                ID_HEADER,
-                SUBJECT_HEADER,
-                event.correlationid is None,
-                CORRELATION_HEADER,
             )
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
         return None
-    return changed
+    return list(changed or [])

@@ -1,5 +1,5 @@
 """The credits hot path in one SQL statement: a single-contact notification for a
-contact Postgres already knows.
+contact Postgres already knows, or for one it has never seen.
 
 ``syncer.credits`` used to spend eight round trips per notification (BEGIN, claim,
 find and lock the contact, upsert the balances, bump the contact's version, audit,
@@ -7,10 +7,16 @@ outbox, COMMIT), about 3.5 ms of Postgres CPU each at 500/s (issue 11). Here the
 one statement, its own transaction, whose data-modifying CTEs run in the order their
 data needs, which is also the lock order of the transactional path: the contact row
 (``FOR UPDATE``) first, then the claim of the message, then the balances, then the
-version, the audit row and the outbox row. So a duplicate waits on the contact, then
-finds the claim and changes nothing; a notification whose versions are all stale
-claims the message and changes nothing else. Anything else (a new contact, a key to
-learn, a batch of contacts) takes the transactional path in ``consumers/credits.py``
+version (which marks the contact due for HubSpot, ``hubspot/pusher.py``) and the
+audit row. So a duplicate waits on the contact, then finds the claim and changes
+nothing; a notification whose versions are all stale claims the message and changes
+nothing else.
+
+A contact no key finds is created in the same statement, at ``change_version`` 2 and
+due, as the transactional path leaves it (``INSERT ... ON CONFLICT DO NOTHING``: when
+another transaction creates it first, this one waits for it on the unique index,
+writes nothing and returns ``found=False``). Anything else (a key to learn, names to
+record, a batch of contacts) takes the transactional path in ``consumers/credits.py``
 (a batch: ``credits_bulk.py``, which locks its contacts in id order before it writes).
 """
 
@@ -21,15 +27,11 @@ from dataclasses import dataclass
 import asyncpg
 
 from shared.events import CloudEvent
-from shared.messages.credits import CONTACT_PUSH, CreditChange, CreditsNotification
-from shared.outbox import CORRELATION_HEADER, ID_HEADER, SUBJECT_HEADER, headers_but_ids
+from shared.messages.credits import CreditChange, CreditsNotification
 
 # $1 hubspot_id, $2 student_id, $3 email (the contact's keys, as resolve_contact matches);
 # $4 consumer, $5 event id; $6 credit types (sorted), $7 balances, $8 app version,
-# $9 reason, $10 occurred_at; $11 audit details without "credits"; $12 the push
-# event's headers without id and subject (and correlation id when $16 is true); $13 its
-# routing key; $14, $15, $17 the names of its id, subject and correlation id headers;
-# $16 the push's correlation id is its own id (the notification has none).
+# $9 reason, $10 occurred_at; $11 audit details without "credits".
 FAST_APPLY_SQL = """
 WITH contact AS (
     SELECT id, student_id, email, hubspot_id, change_version FROM contacts
@@ -39,11 +41,20 @@ WITH contact AS (
     ORDER BY (hubspot_id = $1) IS TRUE DESC, (student_id = $2) IS TRUE DESC
     LIMIT 1
     FOR UPDATE
+), created AS (  -- no row has any of its keys: a new contact, with every balance new
+    INSERT INTO contacts (student_id, email, hubspot_id, change_version, hubspot_push_due_at)
+    SELECT $2, $3, $1, 2, now()
+    WHERE NOT EXISTS (SELECT FROM contact)
+      AND NOT EXISTS (SELECT FROM processed_messages WHERE consumer = $4 AND event_id = $5)
+    ON CONFLICT DO NOTHING  -- another transaction created it first: the transactional path
+    RETURNING id, student_id, email, hubspot_id, change_version
 ), target AS (  -- a row with a key to learn takes the transactional path
-    SELECT * FROM contact
+    SELECT *, false AS is_new FROM contact
     WHERE ($1::text IS NULL OR hubspot_id IS NOT NULL)
       AND ($2::text IS NULL OR student_id IS NOT NULL)
       AND ($3::text IS NULL OR email IS NOT NULL)
+    UNION ALL
+    SELECT *, true FROM created
 ), claim AS (
     INSERT INTO processed_messages (consumer, event_id)
     SELECT $4, $5 FROM target
@@ -57,11 +68,16 @@ WITH contact AS (
         occurred_at = EXCLUDED.occurred_at, updated_at = now()
     WHERE EXCLUDED.version > contact_credits.version
     RETURNING credit_type, balance
+), updated AS (
+    UPDATE contacts SET change_version = contacts.change_version + 1, updated_at = now(),
+           hubspot_push_due_at = COALESCE(contacts.hubspot_push_due_at, now())
+    FROM target WHERE contacts.id = target.id AND NOT target.is_new
+      AND EXISTS (SELECT 1 FROM changed)
+    RETURNING contacts.id, contacts.change_version
 ), bumped AS (
-    UPDATE contacts SET change_version = contacts.change_version + 1, updated_at = now()
-    FROM target WHERE contacts.id = target.id AND EXISTS (SELECT 1 FROM changed)
-    RETURNING contacts.id, contacts.change_version,
-              'contact-push-' || contacts.id || '-' || contacts.change_version AS push_id
+    SELECT id, change_version FROM updated
+    UNION ALL
+    SELECT id, change_version FROM created WHERE EXISTS (SELECT 1 FROM changed)
 ), audit AS (
     INSERT INTO audit_log (entity, entity_id, action, entity_version, details, event_id)
     SELECT 'contact', bumped.id, 'credits_changed', bumped.change_version,
@@ -69,16 +85,6 @@ WITH contact AS (
                'credits', (SELECT jsonb_object_agg(credit_type, balance) FROM changed)),
            $5
     FROM bumped
-), pushed AS (
-    INSERT INTO outbox (event_id, routing_key, headers, body, content_type)
-    SELECT bumped.push_id, $13,
-           $12::jsonb || jsonb_build_object($14::text, bumped.push_id, $15::text, bumped.id::text)
-           || CASE WHEN $16::bool THEN jsonb_build_object($17::text, bumped.push_id)
-                   ELSE '{}'::jsonb END,
-           convert_to(jsonb_build_object('contactId', bumped.id)::text, 'UTF8'),
-           'application/json'
-    FROM bumped
-    ON CONFLICT (event_id) DO NOTHING
 )
 SELECT target.id, (SELECT count(*) FROM claim) AS claimed,
        (SELECT array_agg(credit_type) FROM changed) AS changed
@@ -88,12 +94,14 @@ FROM target
 
 @dataclass(frozen=True)
 class FastOutcome:
-    """``found``: the contact existed (else nothing was written); ``claimed``: the
-    message was new; ``changed``: credit types whose balance was written."""
+    """``found``: the contact existed or was created (else nothing was written);
+    ``claimed``: the message was new; ``changed``: credit types whose balance was
+    written (the contact, ``contact_id``, is then due for HubSpot)."""
 
     found: bool
     claimed: bool = False
     changed: tuple[str, ...] = ()
+    contact_id: int | None = None
 
 
 def can_take_fast_path(note: CreditsNotification) -> bool:
@@ -114,15 +122,13 @@ async def apply_fast(
 ) -> FastOutcome:
     """Claim ``event`` and apply ``change`` in one statement (its own transaction).
 
-    Returns ``found=False``, having written nothing, when no contact matches or the
-    matched row lacks a key the notification carries (the caller then runs the
-    transactional path, which creates the contact or fills the key in).
+    A contact no key matches is created. Returns ``found=False``, having written
+    nothing, when the matched row lacks a key the notification carries, or another
+    transaction created the contact meanwhile (the caller then runs the transactional
+    path, which fills the key in or finds that contact).
     """
     ref = change.contact
     fields = sorted(change.credits)  # one lock order for the balances of a contact
-    template = headers_but_ids(
-        type=CONTACT_PUSH, source="urn:crmsync:syncer", correlationid=event.correlationid
-    )
     row = await db.fetchrow(
         FAST_APPLY_SQL,
         ref.hubspot_id,
@@ -136,15 +142,12 @@ async def apply_fast(
         note.reason,
         note.occurred_at,
         {"reason": note.reason, "appVersion": change.version},
-        template,
-        CONTACT_PUSH,
-        ID_HEADER,
-        SUBJECT_HEADER,
-        event.correlationid is None,
-        CORRELATION_HEADER,
     )
     if row is None:
         return FastOutcome(found=False)
     return FastOutcome(
-        found=True, claimed=bool(row["claimed"]), changed=tuple(row["changed"] or ())
+        found=True,
+        claimed=bool(row["claimed"]),
+        changed=tuple(row["changed"] or ()),
+        contact_id=row["id"],
     )

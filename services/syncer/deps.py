@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from services.syncer.hubspot.pusher import ContactPusher
 from services.syncer.packages.crm import CrmReader
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
 from shared.clients.hubspot import HubSpotClient
 from shared.clients.repcard import RepCardClient
 from shared.clients.shopify import ShopifyClient
-from shared.coalesce import Coalescer
 from shared.settings import SyncerSettings
 
 
@@ -27,5 +27,5 @@ class SyncerDeps:
     broker: Broker
     # W5: RepCard's read API (this replica's share of the key's budget).
     repcard: RepCardClient
-    # Credit changes waiting to reach HubSpot together (set up by the syncer).
-    contact_pushes: Coalescer[int] = field(init=False)
+    # Credit changes on their way to HubSpot (set up by the syncer).
+    contact_pusher: ContactPusher = field(init=False)

@@ -5,8 +5,9 @@ assumes it is alone. On SIGTERM / SIGINT it stops taking messages, lets in-fligh
 handlers finish within ``shutdown_grace_s``, then closes in reverse order.
 
 Its long-lived parts are supervised tasks (:mod:`shared.supervisor`): ``postgres``
-(the pool), ``broker`` (connection and topology), ``outbox-relay`` and ``consumers``
-(which subscribes every queue once both are up). Started while Postgres or RabbitMQ
+(the pool), ``broker`` (connection and topology), ``outbox-relay``, ``consumers``
+(which subscribes every queue once both are up) and ``hubspot-pusher`` (the sweep
+for contacts due in HubSpot, ``hubspot/pusher.py``). Started while Postgres or RabbitMQ
 is down, it serves ``/healthz`` and ``/readyz`` (503, saying what it waits for) and
 starts consuming when they answer, without a restart.
 """
@@ -25,7 +26,7 @@ from aiohttp import web
 from services.syncer.consumers.bookings import handle_booking
 from services.syncer.consumers.credits import handle_credits
 from services.syncer.consumers.expiry import handle_enrollments_expire
-from services.syncer.consumers.hubspot_contacts import flush_contact_pushes, handle_contact_push
+from services.syncer.consumers.hubspot_contacts import handle_contact_push
 from services.syncer.consumers.hubspot_drift import handle_hubspot_drift_check
 from services.syncer.consumers.hubspot_sync import handle_hubspot_batch_sync
 from services.syncer.consumers.membership_actions import handle_membership_action
@@ -33,6 +34,7 @@ from services.syncer.consumers.orders import handle_order
 from services.syncer.consumers.packages import handle_login, handle_refresh, handle_refresh_status
 from services.syncer.consumers.packages_bulk import handle_packages_bulk_sync, handle_packages_chunk
 from services.syncer.deps import SyncerDeps
+from services.syncer.hubspot.pusher import ContactPusher
 from services.syncer.isolation import (
     bind_hook,
     check_queue_names,
@@ -46,10 +48,9 @@ from services.syncer.repcard.pull import handle_repcard_chunk, handle_repcard_sy
 from shared import queues
 from shared.broker import Broker
 from shared.clients.commerce7 import Commerce7Client
-from shared.clients.hubspot import MAX_BATCH_INPUTS, HubSpotClient
+from shared.clients.hubspot import HubSpotClient
 from shared.clients.repcard import RepCardClient
 from shared.clients.shopify import ShopifyClient
-from shared.coalesce import Coalescer
 from shared.consumer import Consumer, Delivery, Handler
 from shared.errors import BrokerUnavailableError
 from shared.events import CloudEvent
@@ -213,6 +214,7 @@ class Syncer:
         await self.broker.start(sup)
         sup.spawn("outbox-relay", self._run_relay)
         sup.spawn("consumers", self._run_consumers)
+        sup.spawn("hubspot-pusher", self._run_pusher)
         if wait:
             await self.wait_consuming()
 
@@ -235,12 +237,18 @@ class Syncer:
             hubspot=HubSpotClient.from_settings(self._http, s),
             repcard=RepCardClient.from_settings(self._http, s, max_tries=s.repcard_max_tries),
         )
-        deps.contact_pushes = Coalescer(
-            lambda ids: flush_contact_pushes(deps, ids),
-            max_batch=MAX_BATCH_INPUTS,
-            window_s=s.hubspot_push_window_s,
-        )
+        deps.contact_pusher = ContactPusher.from_settings(pool, deps.hubspot, s)
         return deps
+
+    def _ensure_deps(self, pool: asyncpg.Pool) -> SyncerDeps:
+        if self.deps is None:
+            self.deps = self._deps(pool)
+        return self.deps
+
+    async def _run_pusher(self, task: SupervisedTask) -> None:
+        """The HubSpot pusher's sweep (``hubspot/pusher.py``)."""
+        pool = await self.postgres.wait()
+        await self._ensure_deps(pool).contact_pusher.run(task)
 
     async def _run_relay(self, task: SupervisedTask) -> None:
         pool = await self.postgres.wait()
@@ -262,10 +270,9 @@ class Syncer:
         pool = await self.postgres.wait()
         await self.broker.wait_ready(timeout_s=None)
         session = self.broker.session()
-        if self.deps is None:
-            self.deps = self._deps(pool)
+        deps = self._ensure_deps(pool)
         if not self.consumers:
-            self.consumers = self._make_consumers(self.deps)
+            self.consumers = self._make_consumers(deps)
         for consumer in self.consumers:
             if not consumer.consuming:
                 await consumer.start()
@@ -314,9 +321,10 @@ class Syncer:
         await asyncio.gather(
             *(_bounded(c.stop(grace), grace + STOP_EXTRA_S) for c in self.consumers)
         )
-        pushes = getattr(self.deps, "contact_pushes", None)
-        if pushes is not None:
-            await pushes.drain()
+        if "hubspot-pusher" in self.supervisor:  # no sweep while the last pokes go
+            await self.supervisor["hubspot-pusher"].stop()
+        if self.deps is not None:  # what fails or is cut short stays due in Postgres
+            await _bounded(self.deps.contact_pusher.drain(), grace)
         await self.supervisor.stop()
         await self.broker.close()
         if self._http is not None:

@@ -274,7 +274,8 @@ class BookingEvent(_Model):
 
 
 class ContactPush(BaseModel):
-    """``hubspot.contact.push``: contact ``contactId`` changed; HubSpot should follow."""
+    """``hubspot.contact.push``: send contact ``contactId``'s current state to HubSpot again
+    (the drift check's repairs; credit changes reach HubSpot without a message)."""
 
     model_config = ConfigDict(populate_by_name=True)
 

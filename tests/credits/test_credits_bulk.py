@@ -167,15 +167,21 @@ async def run_loop(db, event: CloudEvent) -> None:
                 await apply_change(conn, change, note, event)
 
 
-async def run_handler(db, event: CloudEvent) -> None:
-    await handle_credits(event, None, SimpleNamespace(pool=db))  # type: ignore[arg-type]
+async def run_handler(db, event: CloudEvent) -> list[int]:
+    """Run the handler; returns the contacts it handed to the pusher."""
+    poked: list[int] = []
+    deps = SimpleNamespace(pool=db, contact_pusher=SimpleNamespace(poke=poked.extend))
+    await handle_credits(event, None, deps)  # type: ignore[arg-type]
+    return poked
 
 
 async def state(db) -> dict[str, list[Any]]:
-    """Every row the credits path writes, timestamps and each push's own time aside."""
+    """Every row the credits path writes, timestamps aside (a contact due for HubSpot:
+    ``due``; the outbox stays empty: pushes need no row of their own)."""
     contacts = await db.fetch(
         "SELECT id, student_id, email, hubspot_id, first_name, last_name, change_version,"
-        " hubspot_synced_version FROM contacts ORDER BY id"
+        " hubspot_synced_version, hubspot_push_due_at IS NOT NULL AS due"
+        " FROM contacts ORDER BY id"
     )
     credits = await db.fetch(
         "SELECT contact_id, credit_type, balance, version, reason, occurred_at"
@@ -204,21 +210,21 @@ async def state(db) -> dict[str, list[Any]]:
     }
 
 
-@pytest.mark.parametrize("correlated", [True, False], ids=["correlation-id", "none"])
-async def test_a_mixed_batch_ends_as_the_loop_ends(db, make_db, correlated: bool) -> None:
+async def test_a_mixed_batch_ends_as_the_loop_ends(db, make_db) -> None:
     loop_db = await make_db()
     await seed(db)
     await seed(loop_db)
     event = bulk_event(MIXED)
-    if not correlated:  # then each push is its own correlation id, as CloudEvent.create does
-        event = event.model_copy(update={"correlationid": None})
     async with db.acquire() as conn, conn.transaction():
         assert await claim_message(conn, CREDITS.name, event.id)
         note = event.data_as(CreditsNotification)
-        assert await apply_batch(conn, note.changes(), note, event) == 8  # not the loop
+        due = await apply_batch(conn, note.changes(), note, event)
+        assert due == [1, 2, 3, 4, 7, 9, 10, 11]  # not the loop: the changed, in batch order
     await run_loop(loop_db, event)
     after = await state(db)
     assert after == await state(loop_db)
+    assert after["outbox"] == []
+    assert [c["id"] for c in after["contacts"] if c["due"]] == due
     # What that state is, in brief: 6's balances were all stale (no bump, names learnt),
     # 7 kept cs_credits and did not learn 8's email, 4 (HubSpot id) won over 5.
     contacts = {c["id"]: c for c in after["contacts"]}
@@ -230,26 +236,56 @@ async def test_a_mixed_batch_ends_as_the_loop_ends(db, make_db, correlated: bool
     assert [a["entity_id"] for a in after["audit"]] == [1, 2, 3, 4, 7, 9, 10, 11]
 
 
-@pytest.mark.parametrize("correlated", [True, False], ids=["correlation-id", "none"])
-async def test_one_known_contact_in_one_statement_ends_as_the_loop_ends(
-    db, make_db, correlated: bool
-) -> None:
+async def test_one_known_contact_in_one_statement_ends_as_the_loop_ends(db, make_db) -> None:
     loop_db = await make_db()
     await seed(db)
     await seed(loop_db)
     event = bulk_event(MIXED[:1], key="one")  # hs-1: a known contact, no key to learn
-    if not correlated:  # the push is then its own correlation id, as in the loop
-        event = event.model_copy(update={"correlationid": None})
     note = event.data_as(CreditsNotification)
     assert can_take_fast_path(note)
     outcome = await apply_fast(db, CREDITS.name, note.changes()[0], note, event)
-    assert outcome.found and outcome.claimed and outcome.changed
+    assert outcome.found and outcome.claimed and outcome.changed and outcome.contact_id == 1
     await run_loop(loop_db, event)
     after = await state(db)
     assert after == await state(loop_db)
-    [push] = after["outbox"]
-    expected = event.correlationid or push["event_id"]
-    assert push["headers"]["cloudEvents:correlationid"] == expected
+    assert [c["id"] for c in after["contacts"] if c["due"]] == [1]
+    assert after["outbox"] == []
+
+
+async def test_one_new_contact_in_one_statement_ends_as_the_loop_ends(db, make_db) -> None:
+    loop_db = await make_db()
+    await seed(db)
+    await seed(loop_db)
+    event = bulk_event(MIXED[7:8], key="new")  # only@example.test: no row has it
+    note = event.data_as(CreditsNotification)
+    assert can_take_fast_path(note)
+    warm_up = bulk_event(MIXED[:1], key="warm-up")  # asyncpg looks up its types once
+    warm_note = warm_up.data_as(CreditsNotification)
+    await run_loop(loop_db, warm_up)
+    statements: list[str] = []
+    async with db.acquire() as conn:
+        await apply_fast(conn, CREDITS.name, warm_note.changes()[0], warm_note, warm_up)
+        conn.add_query_logger(lambda record: statements.append(record.query))
+        outcome = await apply_fast(conn, CREDITS.name, note.changes()[0], note, event)
+        await asyncio.sleep(0)  # asyncpg schedules the logger's calls
+    assert len(statements) == 1
+    assert outcome.found and outcome.claimed and outcome.contact_id == 9
+    await run_loop(loop_db, event)
+    after = await state(db)
+    assert after == await state(loop_db)
+    assert after["contacts"][-1]["change_version"] == 2 and after["contacts"][-1]["due"]
+    # Again: the claim holds, nothing more is created.
+    again = await apply_fast(db, CREDITS.name, note.changes()[0], note, event)
+    assert again.found and not again.claimed and not again.changed
+    assert await state(db) == after
+
+
+async def test_one_new_contact_twice_at_once_is_created_once(db) -> None:
+    event = bulk_event(MIXED[7:8], key="new")
+    results = await asyncio.gather(*(run_handler(db, event) for _ in range(4)))
+    assert sorted(results) == [[], [], [], [1]]  # one delivery applied it
+    assert await db.fetchval("SELECT count(*) FROM contacts") == 1
+    assert await db.fetchval("SELECT count(*) FROM audit_log") == 1
 
 
 async def test_a_batch_whose_changes_meet_takes_the_loop_with_the_same_end(db, make_db) -> None:
@@ -281,9 +317,9 @@ async def test_a_batch_whose_changes_meet_takes_the_loop_with_the_same_end(db, m
 async def test_the_same_batch_twice_changes_nothing(db) -> None:
     await seed(db)
     event = bulk_event(MIXED)
-    await run_handler(db, event)
+    assert await run_handler(db, event) == [1, 2, 3, 4, 7, 9, 10, 11]  # handed to the pusher
     before = await state(db)
-    await run_handler(db, event)
+    assert await run_handler(db, event) == []
     assert await state(db) == before
     assert len(before["claims"]) == 1
 
@@ -332,13 +368,20 @@ async def test_two_batches_over_the_same_contacts_at_once_do_not_deadlock(
     want |= {(f"st-{i}", "shared_mock_credits"): (i, 3) for i in range(0, n, 37)}
     want |= {(f"new-{i}", "sj_credits"): (2, 2) for i in range(new_contacts)}
     assert got == want
-    # Every contact that changed has one push per change: the batches (2, or 1 where
-    # the second came first and the first was stale) and the singles.
+    # Every contact that changed has one audit row per change (the batches: 2, or 1
+    # where the second came first and the first was stale; the singles) and is due
+    # for HubSpot; no outbox row is needed for that.
     assert await db.fetchval("SELECT count(*) FROM contacts") == n + new_contacts
-    pushes = await db.fetchval("SELECT count(*) FROM outbox")
     audits = await db.fetchval("SELECT count(*) FROM audit_log")
     versions = await db.fetchval("SELECT sum(change_version - 1) FROM contacts")
-    assert pushes == audits == versions
+    assert audits == versions
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM contacts WHERE change_version > 1 AND hubspot_push_due_at IS NULL"
+        )
+        == 0
+    )
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0
 
 
 async def test_a_bulk_refund_of_1000_contacts_takes_a_few_statements(db) -> None:
@@ -368,7 +411,11 @@ async def test_a_bulk_refund_of_1000_contacts_takes_a_few_statements(db) -> None
     # BEGIN, claim, LOCK_SQL, SAVEPOINT, APPLY_SQL, RELEASE, COMMIT.
     assert len(statements) == 7, statements
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE change_version = 2") == 1000
-    assert await db.fetchval("SELECT count(*) FROM outbox") == 1000
+    assert (
+        await db.fetchval("SELECT count(*) FROM contacts WHERE hubspot_push_due_at <= now()")
+        == 1000
+    )
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0
     assert await db.fetchval("SELECT count(*) FROM contact_credits") == 2000
 
 

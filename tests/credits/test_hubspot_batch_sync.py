@@ -223,14 +223,18 @@ async def test_a_crash_between_hubspot_create_and_saving_the_id_duplicates_nothi
     http, spawn_syncer, sandbox, db, database
 ) -> None:
     await seed(db, contacts=150, exams=1, bookings=0)
+    # Short leases: the victim dies holding the contacts it sent (push_leases.py); the
+    # next replica may send them once they run out.
+    leases = {"CRMSYNC_HUBSPOT_PUSH_LEASE_S": "3", "CRMSYNC_HUBSPOT_PUSH_SWEEP_S": "0.5"}
     port = free_port()
-    victim = await spawn_syncer(port)
+    victim = await spawn_syncer(port, **leases)
     await eventually(lambda: ready(http, port), timeout_s=30)
-    # Hold every contact row: HubSpot creates the records, our commit of their ids waits.
+    # Hold the audit log: the batch sync claims the contacts and HubSpot creates the
+    # records, but the commit that saves their ids (it marks the audit log) waits.
     blocker = await db.acquire()
     tx = blocker.transaction()
     await tx.start()
-    await blocker.execute("SELECT 1 FROM contacts FOR UPDATE")
+    await blocker.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
     run = await create_manual_run(
         db, job="hubspot.batch_sync", params={"objects": ["contacts"]}, triggered_by="test",
         idempotency_key=None, now=datetime.now(UTC), source="urn:test",
@@ -244,9 +248,14 @@ async def test_a_crash_between_hubspot_create_and_saving_the_id_duplicates_nothi
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE hubspot_id IS NOT NULL") == 0
 
     port2 = free_port()
-    await spawn_syncer(port2)
+    await spawn_syncer(port2, **leases)
     first = await finished(db, run.run_id)  # the redelivered run event finishes the job
     assert first["status"] == "succeeded", first["error"]
+    # What the run found still held, the pusher's sweep sends once the leases ran out.
+    await eventually(
+        lambda: db.fetchval("SELECT count(*) = 0 FROM contacts WHERE hubspot_id IS NULL"),
+        timeout_s=30,
+    )
     contacts = await sandbox_objects(http, sandbox, "contacts")
     assert len(contacts) == 150
     assert len({c["properties"]["email"] for c in contacts}) == 150

@@ -1,8 +1,9 @@
 """``syncer.credits``: credit notifications → balances in Postgres at once.
 
-Write-through: the balance is committed here, in milliseconds; HubSpot follows via
-the ``syncer.hubspot.contacts`` queue (an outbox event per changed contact), so a
-HubSpot outage never delays or blocks this write.
+Write-through: the balance is committed here, in milliseconds, and the contact is
+marked due for HubSpot in the same transaction; once committed, its id goes to this
+replica's pusher (``hubspot/pusher.py``), so HubSpot follows within the push window
+and a HubSpot outage never delays or blocks this write.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from services.syncer.deps import SyncerDeps
 from shared.consumer import Delivery
 from shared.db import claim_message
 from shared.events import CloudEvent
-from shared.messages.credits import CONTACT_PUSH, ContactPush, CreditChange, CreditsNotification
-from shared.outbox import enqueue
+from shared.messages.credits import CreditChange, CreditsNotification
 from shared.queues import CREDITS
 
 log = structlog.get_logger(__name__)
@@ -26,9 +26,10 @@ log = structlog.get_logger(__name__)
 
 async def apply_change(
     conn: asyncpg.Connection, change: CreditChange, note: CreditsNotification, event: CloudEvent
-) -> list[str]:
-    """Apply one contact's balances, each guarded by the version; returns the fields
-    that changed. A version not newer than the stored one for a field changes nothing."""
+) -> int | None:
+    """Apply one contact's balances, each guarded by the version; returns the contact's
+    id when any balance changed (it is then due for HubSpot), else None. A version not
+    newer than the stored one for a field changes nothing."""
     contact_id = await resolve_contact(conn, change.contact)
     fields = list(change.credits)
     changed = await conn.fetch(
@@ -50,9 +51,10 @@ async def apply_change(
         note.occurred_at,
     )
     if not changed:
-        return []
+        return None
     version: int = await conn.fetchval(
-        "UPDATE contacts SET change_version = change_version + 1, updated_at = now()"
+        "UPDATE contacts SET change_version = change_version + 1, updated_at = now(),"
+        " hubspot_push_due_at = coalesce(hubspot_push_due_at, now())"
         " WHERE id = $1 RETURNING change_version",
         contact_id,
     )
@@ -67,34 +69,25 @@ async def apply_change(
         {"reason": note.reason, "credits": applied, "appVersion": change.version},
         event.id,
     )
-    await enqueue(
-        conn,
-        CloudEvent.create(
-            id=f"contact-push-{contact_id}-{version}",
-            type=CONTACT_PUSH,
-            source="urn:crmsync:syncer",
-            subject=str(contact_id),
-            correlationid=event.correlationid,
-            data=ContactPush(contact_id=contact_id),
-        ),
-    )
-    return list(applied)
+    return contact_id
 
 
 async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) -> None:
     """Write every contact's new balances in one transaction.
 
-    One known contact: one statement (``credits_fast.py``). A batch: set-based
-    statements, seven in all whatever its size (``credits_bulk.py``), or the loop
-    below when its changes meet. Idempotent by ``event.id`` (the app's idempotency
-    key) and, per field, by the app's version: the same notification twice, or an
-    older one after a newer one, changes nothing.
+    One contact, known or new, without names: one statement (``credits_fast.py``).
+    A batch: set-based statements, seven in all whatever its size
+    (``credits_bulk.py``), or the loop below when its changes meet. Idempotent by
+    ``event.id`` (the app's idempotency key) and, per field, by the app's version:
+    the same notification twice, or an older one after a newer one, changes nothing.
     """
     note = event.data_as(CreditsNotification)
     changes = note.changes()
     if can_take_fast_path(note):
         fast = await apply_fast(deps.pool, CREDITS.name, changes[0], note, event)
         if fast.found:
+            if fast.changed and fast.contact_id is not None:
+                deps.contact_pusher.poke([fast.contact_id])
             if not fast.claimed:
                 log.info("credits.duplicate_ignored")
             else:
@@ -112,17 +105,19 @@ async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps
         # A batch: two set-based statements (credits_bulk.py), unless its changes
         # see each other or a concurrent insert won a race; then the loop, after the
         # batch's contacts are locked in id order.
-        applied = await apply_batch(conn, changes, note, event) if len(changes) > 1 else None
-        set_based = applied is not None
-        if applied is None:
-            applied = 0
+        due = await apply_batch(conn, changes, note, event) if len(changes) > 1 else None
+        set_based = due is not None
+        if due is None:
+            due = []
             for change in changes:
-                if await apply_change(conn, change, note, event):
-                    applied += 1
+                contact_id = await apply_change(conn, change, note, event)
+                if contact_id is not None:
+                    due.append(contact_id)
+    deps.contact_pusher.poke(due)  # committed: they are due in Postgres whatever happens
     log.info(
         "credits.applied",
         contacts=len(changes),
-        changed=applied,
+        changed=len(due),
         reason=note.reason,
         set_based=set_based,
     )

@@ -21,7 +21,9 @@ from typing import Any
 import asyncpg
 import structlog
 
+from services.syncer.hubspot import push_leases
 from services.syncer.hubspot.contacts import Kind, PushOutcome, contact_kind, push_rows
+from services.syncer.hubspot.push_leases import PushLeases
 from services.syncer.hubspot.records import CONTACT_SQL
 from shared.clients.hubspot import MAX_BATCH_INPUTS, HubSpotClient
 from shared.clients.hubspot_models import to_property_value
@@ -148,6 +150,7 @@ class BatchSync:
         self.objects = set(objects)
         self.batch_size = min(batch_size, MAX_BATCH_INPUTS)
         self.totals = SyncTotals()
+        self.leases = PushLeases.from_settings(settings)
 
     async def run(self) -> SyncTotals:
         """Sync the chosen objects, always in dependency order.
@@ -156,7 +159,7 @@ class BatchSync:
             StopRun: HubSpot refused the whole run (401/403, daily limit).
         """
         if "contacts" in self.objects:
-            await self._sync(contact_kind(), self.totals.contacts)
+            await self._sync(contact_kind(self.leases), self.totals.contacts)
         if "mock_exams" in self.objects:
             await self._sync(_exam_kind(self.settings), self.totals.mock_exams)
         if "bookings" in self.objects:
@@ -193,8 +196,17 @@ class BatchSync:
     async def _page(
         self, kind: Kind, ids: list[int], totals: ObjectTotals, associate: bool
     ) -> None:
+        if kind.leases is not None:
+            # Contacts another sender holds are on the wire (or waiting to be retried)
+            # already: sending them here too could overtake a later state.
+            ids = await push_leases.claim(self.pool, ids, kind.leases, undue=True)
         rows = await self.pool.fetch(_ROWS[kind.table], ids)
         pending = [r for r in rows if r["hubspot_synced_version"] < r["change_version"]]
+        if kind.leases is not None and len(pending) < len(rows):
+            await push_leases.give_back(
+                self.pool,
+                {r["id"]: r["change_version"] for r in rows if r not in pending},
+            )
         try:
             outcome = (
                 await push_rows(self.hubspot, self.pool, kind, pending)

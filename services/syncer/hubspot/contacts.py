@@ -25,6 +25,8 @@ from typing import TypeVar
 import asyncpg
 import structlog
 
+from services.syncer.hubspot import push_leases
+from services.syncer.hubspot.push_leases import PushLeases
 from services.syncer.hubspot.records import (
     CONTACT_SQL,
     Synced,
@@ -61,6 +63,8 @@ class PushOutcome:
     failed: dict[int, str] = field(default_factory=dict)
     # HubSpot id of each row that made it (for associations).
     hubspot_ids: dict[int, str] = field(default_factory=dict)
+    # Leased kinds: rows that changed while on the wire, due again (push_leases.py).
+    again: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,17 @@ class Kind:
     properties: Callable[[asyncpg.Record], dict[str, str]]
     # (unique property, value) for an upsert, or None when the row has no key.
     unique: Callable[[asyncpg.Record], tuple[str, str] | None]
+    # Rows sent only under a lease (contacts: push_leases.py); None for the others.
+    leases: PushLeases | None = None
 
 
-def contact_kind() -> Kind:
+def contact_kind(leases: PushLeases | None = None) -> Kind:
+    """Contacts, sent under ``leases`` (the defaults when None)."""
+
     def unique(row: asyncpg.Record) -> tuple[str, str] | None:
         return ("email", row["email"].lower()) if row["email"] else None
 
-    return Kind("contacts", "contact", CONTACTS, contact_properties, unique)
+    return Kind("contacts", "contact", CONTACTS, contact_properties, unique, leases or PushLeases())
 
 
 async def push_rows(
@@ -88,11 +96,14 @@ async def push_rows(
     """Send up to 100 rows' current state; mark what HubSpot accepted, keep the rest pending.
 
     A batch HubSpot refuses whole with a 400 is split around the bad record (module
-    docstring), so only the records HubSpot refuses are marked failed.
+    docstring), so only the records HubSpot refuses are marked failed. For a leased
+    kind the caller has claimed ``rows`` (:func:`push_leases.claim`); their leases are
+    given back in the transaction that marks them, or deferred when the call fails.
 
     Raises:
         ProviderUnavailableError, QuotaExhaustedError, ProviderRejectedError (not 400):
-            the whole call failed; nothing is marked, the rows stay pending.
+            the whole call failed; nothing is marked, the rows stay pending (a leased
+            kind's rows are due again in ``leases.retry_s``).
     """
     outcome = PushOutcome()
     updates: list[BatchUpdateInput] = []
@@ -121,7 +132,12 @@ async def push_rows(
         calls.append(_send_splitting(hubspot.batch_update, kind.object_type, updates))
     if upserts:
         calls.append(_send_splitting(hubspot.batch_upsert, kind.object_type, upserts))
-    outcomes = [item for result in await asyncio.gather(*calls) for item in result]
+    try:
+        outcomes = [item for result in await asyncio.gather(*calls) for item in result]
+    except Exception:
+        if kind.leases is not None:
+            await _defer_quietly(pool, list(versions), kind.leases.retry_s)
+        raise
     synced: list[Synced] = []
     for item in outcomes:
         row_id = int(item.input.object_write_trace_id or 0)
@@ -139,9 +155,22 @@ async def push_rows(
             category = f"{item.error.category}: " if item.error and item.error.category else ""
             outcome.failed[row_id] = category + message
     async with pool.acquire() as conn, conn.transaction():
+        if kind.leases is not None:
+            await push_leases.lock(conn, list(versions))
         await mark_synced(conn, kind.table, kind.entity, synced)
         await mark_failed(conn, kind.table, outcome.failed)
+        if kind.leases is not None:
+            outcome.again = await push_leases.release(conn, versions)
     return outcome
+
+
+async def _defer_quietly(pool: asyncpg.Pool, ids: list[int], retry_s: float) -> None:
+    """Defer the leases of a failed call; if Postgres is away too, the leases simply
+    run out (the contacts are due again then), so that error is not the one to raise."""
+    try:
+        await push_leases.defer(pool, ids, retry_s)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("hubspot.push_defer_failed", contacts=len(ids), error=str(exc))
 
 
 async def _send_splitting(
@@ -188,8 +217,12 @@ def _refusal(exc: ProviderRejectedError) -> BatchError:
 
 
 async def push_contacts(
-    pool: asyncpg.Pool, hubspot: HubSpotClient, contact_ids: Sequence[int]
+    pool: asyncpg.Pool,
+    hubspot: HubSpotClient,
+    contact_ids: Sequence[int],
+    leases: PushLeases | None = None,
 ) -> PushOutcome:
-    """Send up to 100 contacts' current state (read now, not taken from any event)."""
+    """Send up to 100 contacts' current state (read now, not taken from any event);
+    the caller holds their leases (:func:`push_leases.claim`)."""
     rows = await pool.fetch(CONTACT_SQL, list(contact_ids))
-    return await push_rows(hubspot, pool, contact_kind(), rows)
+    return await push_rows(hubspot, pool, contact_kind(leases), rows)
