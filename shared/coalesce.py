@@ -85,11 +85,6 @@ class Coalescer(Generic[K]):
         self._pending.setdefault(key, [])
         self._schedule()
 
-    @property
-    def backlog(self) -> int:
-        """Keys waiting for a flush (not counting the one running)."""
-        return len(self._pending)
-
     def _schedule(self) -> None:
         """Start the next flush now, arm the window's timer, or wait for the running one."""
         if self._running is not None or not self._pending:

@@ -196,10 +196,10 @@ async def apply_batch(
     (which has claimed ``event``), with the end state the per-contact loop gives.
 
     Returns the ids of the contacts whose balances changed (due for HubSpot, in batch
-    order), or None, having locked the
-    batch's contacts (in id order) and written nothing else, when the loop must run:
-    changes that share a key or a contact, or a concurrent transaction that created
-    one of the new contacts first (see the module docstring).
+    order), or None, having locked the batch's contacts (in id order) and written
+    nothing else, when the loop must run: changes that share a key or a contact, or a
+    concurrent transaction that created one of the new contacts first (see the module
+    docstring).
     """
     resolved = await lock_contacts(conn, changes)
     if resolved and resolved[0]["collide"]:

@@ -108,3 +108,24 @@ async def test_drain_flushes_everything_waiting() -> None:
     await asyncio.wait_for(coalescer.drain(), timeout=5)
     await asyncio.gather(*waiters)
     assert [len(c) for c in calls] == [100, 50]
+
+
+async def test_offered_keys_join_the_next_flush_and_nobody_waits_for_them() -> None:
+    calls: list[list[int]] = []
+
+    async def flush(keys: list[int]) -> dict[int, BaseException | None]:
+        calls.append(keys)
+        if len(calls) == 1:
+            raise ConnectionError("hubspot down")  # no waiter: nothing to hand it to
+        return {}
+
+    coalescer = Coalescer(flush, window_s=0.01)
+    coalescer.offer(1)
+    coalescer.offer(2)
+    coalescer.offer(1)
+    await coalescer.drain()
+    assert calls == [[1, 2]]
+    # An offered key and a submitted one share a flush; only the submitter waits.
+    coalescer.offer(3)
+    await coalescer.submit(4)
+    assert calls == [[1, 2], [3, 4]]

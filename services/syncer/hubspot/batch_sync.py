@@ -8,7 +8,9 @@ unique property, so a run interrupted anywhere (even between HubSpot's answer an
 commit) duplicates nothing when it runs again. A record HubSpot refuses (207) keeps
 its error and stays pending for the next run; a batch whose whole call fails counts
 its records as failed and the run goes on; a 401/403 or HubSpot's daily limit stops
-the run and says why.
+the run and says why. Contacts are sent under the real-time pusher's leases
+(``push_leases.py``): a contact another replica is sending right now (or whose failed
+call waits for its retry) is left to it and not counted here.
 """
 
 from __future__ import annotations
@@ -203,9 +205,9 @@ class BatchSync:
         rows = await self.pool.fetch(_ROWS[kind.table], ids)
         pending = [r for r in rows if r["hubspot_synced_version"] < r["change_version"]]
         if kind.leases is not None and len(pending) < len(rows):
+            sent = {r["id"] for r in pending}
             await push_leases.give_back(
-                self.pool,
-                {r["id"]: r["change_version"] for r in rows if r not in pending},
+                self.pool, {r["id"]: r["change_version"] for r in rows if r["id"] not in sent}
             )
         try:
             outcome = (

@@ -141,7 +141,15 @@ class ContactPusher:
         await self.coalescer.drain()
 
     async def _flush(self, contact_ids: list[int]) -> Mapping[int, BaseException | None]:
-        claimed = await push_leases.claim(self.pool, contact_ids, self.leases)
+        try:
+            claimed = await push_leases.claim(self.pool, contact_ids, self.leases)
+        except Exception as exc:  # Postgres away: they stay due, the sweep sends them
+            log.warning(
+                "hubspot.contacts_claim_failed",
+                contacts=len(contact_ids),
+                error=str(exc) or type(exc).__name__,
+            )
+            raise
         if not claimed:
             return {}
         try:
