@@ -269,6 +269,11 @@ class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
             raise ValueError(
                 "provider_lease_s must be longer than http_timeout_s: a lease covers whole calls"
             )
+        if self.hubspot_push_lease_s <= self.http_timeout_s:
+            raise ValueError(
+                "hubspot_push_lease_s must be longer than http_timeout_s: a lease covers"
+                " whole HubSpot calls"
+            )
         return self
 
 

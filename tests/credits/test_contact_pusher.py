@@ -250,3 +250,13 @@ async def test_the_batch_sync_leaves_a_contact_a_pusher_holds_to_it(
     rows = {r["id"]: r for r in await db.fetch("SELECT * FROM contacts")}
     assert rows[held[0]]["hubspot_synced_version"] == 0  # left to its holder
     assert all(rows[i]["hubspot_push_due_at"] is None for i in free)  # leases given back
+
+
+def test_a_push_lease_shorter_than_a_call_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import SyncerSettings
+
+    with pytest.raises(ValidationError, match="hubspot_push_lease_s must be longer"):
+        SyncerSettings(_env_file=None, hubspot_push_lease_s=5, http_timeout_s=10)
+    assert SyncerSettings(_env_file=None, hubspot_push_lease_s=11, http_timeout_s=10)

@@ -225,7 +225,11 @@ async def test_a_crash_between_hubspot_create_and_saving_the_id_duplicates_nothi
     await seed(db, contacts=150, exams=1, bookings=0)
     # Short leases: the victim dies holding the contacts it sent (push_leases.py); the
     # next replica may send them once they run out.
-    leases = {"CRMSYNC_HUBSPOT_PUSH_LEASE_S": "3", "CRMSYNC_HUBSPOT_PUSH_SWEEP_S": "0.5"}
+    leases = {
+        "CRMSYNC_HUBSPOT_PUSH_LEASE_S": "3",
+        "CRMSYNC_HTTP_TIMEOUT_S": "2",  # a lease outlives a call
+        "CRMSYNC_HUBSPOT_PUSH_SWEEP_S": "0.5",
+    }
     port = free_port()
     victim = await spawn_syncer(port, **leases)
     await eventually(lambda: ready(http, port), timeout_s=30)
