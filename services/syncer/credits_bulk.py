@@ -37,6 +37,8 @@ is rolled back and :func:`apply_batch` returns None, and the loop, whose
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from shared.events import CloudEvent
@@ -100,14 +102,18 @@ ORDER BY ref.idx
 # Per change, in batch order: $1 contact id (NULL: create it), $2 fill (learn keys and
 # names), $3 hubspot id, $4 student id, $5 email, $6 first name, $7 last name, $8 app
 # version. Per balance: $9 its change's 1-based index, $10 credit type, $11 balance.
-# $12 reason, $13 occurred_at, $14 event id.
-# Returns the ids of the contacts that changed, in batch order (NULL: none).
+# Per change again: $12 reason, $13 occurred_at, $14 event id (a bulk refund repeats
+# its own; ``credits_batch.py`` gives each notification's).
+# Returns the ids of the contacts that changed and the 1-based indexes of their
+# changes, both in batch order (NULL: none).
 APPLY_SQL = """
 WITH ref AS (
     SELECT * FROM unnest($1::bigint[], $2::bool[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::bigint[])
+                         $6::text[], $7::text[], $8::bigint[], $12::text[],
+                         $13::timestamptz[], $14::text[])
         WITH ORDINALITY AS r(contact_id, fill, hubspot_id, student_id, email,
-                             first_name, last_name, version, idx)
+                             first_name, last_name, version, reason, occurred_at,
+                             event_id, idx)
 ), created AS (  -- new contacts start at change_version 2: all their balances are new
     INSERT INTO contacts (student_id, email, hubspot_id, first_name, last_name, change_version,
                           hubspot_push_due_at)
@@ -122,7 +128,8 @@ WITH ref AS (
      AND coalesce(c.email, '') = coalesce(ref.email, '')
 ), changed AS (
     INSERT INTO contact_credits (contact_id, credit_type, balance, version, reason, occurred_at)
-    SELECT target.id, e.credit_type, e.balance, target.version, $12, $13
+    SELECT target.id, e.credit_type, e.balance, target.version, target.reason,
+           target.occurred_at
     FROM unnest($9::bigint[], $10::text[], $11::int[]) AS e(idx, credit_type, balance)
     JOIN target USING (idx)
     ORDER BY target.id, e.credit_type
@@ -154,18 +161,18 @@ WITH ref AS (
     WHERE contacts.id = t.id AND NOT t.is_new AND (t.fill OR a.id IS NOT NULL)
     RETURNING contacts.id, contacts.change_version, a.id IS NOT NULL AS changed
 ), pushes AS (
-    SELECT t.idx, t.id, t.version, a.credits, v.change_version
+    SELECT t.idx, t.id, t.version, t.reason, t.event_id, a.credits, v.change_version
     FROM target AS t JOIN applied AS a USING (id)
     JOIN (SELECT id, change_version FROM bumped WHERE changed
           UNION ALL SELECT id, 2 FROM target WHERE is_new) AS v USING (id)
 ), audit AS (
     INSERT INTO audit_log (entity, entity_id, action, entity_version, details, event_id)
     SELECT 'contact', id, 'credits_changed', change_version,
-           jsonb_build_object('reason', $12::text, 'credits', credits, 'appVersion', version),
-           $14
+           jsonb_build_object('reason', reason, 'credits', credits, 'appVersion', version),
+           event_id
     FROM pushes ORDER BY idx
 )
-SELECT array_agg(id ORDER BY idx) FROM pushes
+SELECT array_agg(id ORDER BY idx) AS ids, array_agg(idx ORDER BY idx) AS idxs FROM pushes
 """
 
 
@@ -201,34 +208,70 @@ async def apply_batch(
     concurrent transaction that created one of the new contacts first (see the module
     docstring).
     """
-    resolved = await lock_contacts(conn, changes)
-    if resolved and resolved[0]["collide"]:
-        return None
+    n = len(changes)
+    applied = await apply_changes(
+        conn, changes, [note.reason] * n, [note.occurred_at] * n, [event.id] * n
+    )
+    return None if applied is None else [contact_id for _, contact_id in applied]
+
+
+async def apply_changes(
+    conn: asyncpg.Connection,
+    changes: list[CreditChange],
+    reasons: list[str],
+    occurred_at: list[datetime],
+    event_ids: list[str],
+    *,
+    savepoint: bool = True,
+    resolved: list[asyncpg.Record] | None = None,
+) -> list[tuple[int, int]] | None:
+    """``LOCK_SQL`` then ``APPLY_SQL`` for ``changes``, each with its own reason,
+    time and event id (the audit row's), in the caller's transaction.
+
+    Returns ``(index, contact id)`` for each change whose balances changed (0-based
+    index into ``changes``, in order), or None when the loop must run (changes that
+    see each other, a lost race: see the module docstring). With ``savepoint=False``
+    the caller rolls its whole transaction back on None (``credits_batch.py``: one
+    statement fewer each way); with a savepoint only ``APPLY_SQL`` is undone.
+    ``resolved``: :func:`lock_contacts`'s rows for ``changes`` when the caller has
+    locked them already (and checked ``collide``).
+    """
+    if resolved is None:
+        resolved = await lock_contacts(conn, changes)
+        if resolved and resolved[0]["collide"]:
+            return None
     entries = [
         (i, field, change.credits[field])
         for i, change in enumerate(changes, start=1)
         for field in sorted(change.credits)
     ]
     refs = [c.contact for c in changes]
+    args = (
+        [r["id"] for r in resolved],
+        [r["fill"] for r in resolved],
+        [r.hubspot_id for r in refs],
+        [r.student_id for r in refs],
+        [r.email for r in refs],
+        [r.first_name for r in refs],
+        [r.last_name for r in refs],
+        [c.version for c in changes],
+        [e[0] for e in entries],
+        [e[1] for e in entries],
+        [e[2] for e in entries],
+        reasons,
+        occurred_at,
+        event_ids,
+    )
     try:
-        async with conn.transaction():  # a savepoint: on a lost race, the loop's turn
-            changed: list[int] | None = await conn.fetchval(
-                APPLY_SQL,
-                [r["id"] for r in resolved],
-                [r["fill"] for r in resolved],
-                [r.hubspot_id for r in refs],
-                [r.student_id for r in refs],
-                [r.email for r in refs],
-                [r.first_name for r in refs],
-                [r.last_name for r in refs],
-                [c.version for c in changes],
-                [e[0] for e in entries],
-                [e[1] for e in entries],
-                [e[2] for e in entries],
-                note.reason,
-                note.occurred_at,
-                event.id,
-            )
+        if savepoint:
+            async with conn.transaction():  # on a lost race, the loop's turn
+                row = await conn.fetchrow(APPLY_SQL, *args)
+        else:
+            row = await conn.fetchrow(APPLY_SQL, *args)
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
         return None
-    return list(changed or [])
+    assert row is not None
+    return [
+        (idx - 1, contact_id)
+        for idx, contact_id in zip(row["idxs"] or (), row["ids"] or (), strict=True)
+    ]

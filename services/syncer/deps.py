@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from services.syncer.credits_batch import CreditBatcher
 from services.syncer.hubspot.pusher import ContactPusher
 from services.syncer.packages.crm import CrmReader
 from shared.broker import Broker
@@ -29,3 +30,5 @@ class SyncerDeps:
     repcard: RepCardClient
     # Credit changes on their way to HubSpot (set up by the syncer).
     contact_pusher: ContactPusher = field(init=False)
+    # Single-contact credit notifications, batched when this replica is behind.
+    credit_batcher: CreditBatcher = field(init=False)

@@ -33,6 +33,7 @@ from services.syncer.consumers.membership_actions import handle_membership_actio
 from services.syncer.consumers.orders import handle_order
 from services.syncer.consumers.packages import handle_login, handle_refresh, handle_refresh_status
 from services.syncer.consumers.packages_bulk import handle_packages_bulk_sync, handle_packages_chunk
+from services.syncer.credits_batch import CreditBatcher
 from services.syncer.deps import SyncerDeps
 from services.syncer.hubspot.pusher import ContactPusher
 from services.syncer.isolation import (
@@ -238,6 +239,12 @@ class Syncer:
             repcard=RepCardClient.from_settings(self._http, s, max_tries=s.repcard_max_tries),
         )
         deps.contact_pusher = ContactPusher.from_settings(pool, deps.hubspot, s)
+        deps.credit_batcher = CreditBatcher(
+            pool,
+            queues.CREDITS.name,
+            direct_limit=s.credits_direct_limit,
+            max_batch=s.credits_max_batch,
+        )
         return deps
 
     def _ensure_deps(self, pool: asyncpg.Pool) -> SyncerDeps:

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from services.syncer.consumers.credits import apply_change, handle_credits
+from services.syncer.credits_batch import CreditBatcher
 from services.syncer.credits_bulk import apply_batch
 from services.syncer.credits_fast import apply_fast, can_take_fast_path
 from shared.db import claim_message, create_pool
@@ -170,7 +171,11 @@ async def run_loop(db, event: CloudEvent) -> None:
 async def run_handler(db, event: CloudEvent) -> list[int]:
     """Run the handler; returns the contacts it handed to the pusher."""
     poked: list[int] = []
-    deps = SimpleNamespace(pool=db, contact_pusher=SimpleNamespace(poke=poked.extend))
+    deps = SimpleNamespace(
+        pool=db,
+        contact_pusher=SimpleNamespace(poke=poked.extend),
+        credit_batcher=CreditBatcher(db, CREDITS.name),
+    )
     await handle_credits(event, None, deps)  # type: ignore[arg-type]
     return poked
 

@@ -13,7 +13,7 @@ import structlog
 
 from services.syncer.contacts import resolve_contact
 from services.syncer.credits_bulk import apply_batch
-from services.syncer.credits_fast import apply_fast, can_take_fast_path
+from services.syncer.credits_fast import can_take_fast_path
 from services.syncer.deps import SyncerDeps
 from shared.consumer import Delivery
 from shared.db import claim_message
@@ -75,7 +75,8 @@ async def apply_change(
 async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps) -> None:
     """Write every contact's new balances in one transaction.
 
-    One contact, known or new, without names: one statement (``credits_fast.py``).
+    One contact, known or new, without names: one statement (``credits_fast.py``),
+    or, while this replica is behind, a share of a batch (``credits_batch.py``).
     A batch: set-based statements, seven in all whatever its size
     (``credits_bulk.py``), or the loop below when its changes meet. Idempotent by
     ``event.id`` (the app's idempotency key) and, per field, by the app's version:
@@ -84,7 +85,7 @@ async def handle_credits(event: CloudEvent, delivery: Delivery, deps: SyncerDeps
     note = event.data_as(CreditsNotification)
     changes = note.changes()
     if can_take_fast_path(note):
-        fast = await apply_fast(deps.pool, CREDITS.name, changes[0], note, event)
+        fast = await deps.credit_batcher.apply(changes[0], note, event)
         if fast.found:
             if fast.changed and fast.contact_id is not None:
                 deps.contact_pusher.poke([fast.contact_id])
