@@ -16,6 +16,10 @@ broker down meanwhile              ``nack(requeue=True)``: the message stays put
 process dies                       nothing acked; RabbitMQ redelivers it
 =================================  =========================================================
 
+The acks of ``returns`` and of a retry publish go out once per event-loop iteration,
+several in one ``basic.ack multiple=true`` frame where the tags allow it
+(:mod:`shared.acks`); the others are sent as they happen.
+
 Before a message goes to ``<queue>.dead`` the consumer's ``on_dead_letter`` hook (if
 any) records it where people look (a job run ends ``failed``); if the hook itself fails
 (the database is down), the message is retried later at the same attempt instead.
@@ -38,10 +42,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
+import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
+from shared.acks import AckBatcher
 from shared.broker import FIRST_ERROR_HEADER, Broker
 from shared.db import connection_share
 from shared.delivery import Delivery
@@ -118,6 +124,9 @@ class Consumer:
         self._tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._tracebacks = TracebackBudget()
+        # The current channel's acks, and which batcher each message in flight has.
+        self._acks: AckBatcher | None = None
+        self._acks_of: dict[int, AckBatcher] = {}
 
     @property
     def consuming(self) -> bool:
@@ -156,6 +165,8 @@ class Consumer:
                 await self._queue.cancel(self._tag)
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=grace_s)
+        if self._acks is not None:
+            await self._acks.drain()
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.close()
@@ -164,6 +175,7 @@ class Consumer:
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
+        acks = self._register(message)
         try:
             with connection_share(self._db_share):
                 await self._handle(message)
@@ -172,8 +184,33 @@ class Consumer:
             # message was not acked, so RabbitMQ delivers it again (on any node).
             log.info("handler.ack_lost", queue=self.queue_name, error=f"{type(exc).__name__}")
         finally:
+            if acks is not None and message.delivery_tag is not None:
+                self._acks_of.pop(id(message), None)
+                acks.finished(message.delivery_tag, message.processed)
             if task is not None:
                 self._in_flight.discard(task)
+
+    def _register(self, message: AbstractIncomingMessage) -> AckBatcher | None:
+        """Hand ``message``'s delivery tag to its channel's :class:`AckBatcher`."""
+        if message.delivery_tag is None:
+            return None
+        try:
+            channel = message.channel
+        except aio_pika.exceptions.ChannelInvalidStateError:
+            return None  # closed already: its acks could not be sent anyway
+        if self._acks is None or self._acks.channel is not channel:
+            self._acks = AckBatcher(channel, self.queue_name)
+        self._acks.delivered(message.delivery_tag)
+        self._acks_of[id(message)] = self._acks
+        return self._acks
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        """Ack ``message`` (its work is durable): in a shared frame where it can be."""
+        acks = self._acks_of.get(id(message))
+        if acks is None or message.delivery_tag is None:
+            await message.ack()
+        else:
+            acks.ack(message.delivery_tag)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         structlog.contextvars.bind_contextvars(
@@ -230,7 +267,7 @@ class Consumer:
             await self._retry(message, event, delivery, exc)
         else:
             MESSAGES_HANDLED.labels(self.queue_name, "ok").inc()
-            await message.ack()
+            await self._ack(message)
             log.debug("handler.succeeded")
         finally:
             HANDLER_SECONDS.labels(self.queue_name).observe(time.perf_counter() - started)
@@ -301,7 +338,7 @@ class Consumer:
             await self._requeue(message)
             return
         MESSAGES_HANDLED.labels(self.queue_name, "retried").inc()
-        await message.ack()
+        await self._ack(message)
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, event: CloudEvent, delivery: Delivery, error: str

@@ -80,9 +80,17 @@ class BatchResult(BaseModel, Generic[R]):
         because the reply has errors and no result matches it.
         """
         unnamed = [e for e in self.errors if not any(_names(e, item) for item in inputs)]
+        # Results by trace id: a batch of 100 is matched in one pass, not 100 scans.
+        by_trace: dict[str, R] = {}
+        for r in self.results:
+            if isinstance(r, HubSpotObject) and r.object_write_trace_id is not None:
+                by_trace.setdefault(r.object_write_trace_id, r)
         outcomes: list[InputOutcome[I, R]] = []
         for item in inputs:
-            result = next((r for r in self.results if self._matches(item, r)), None)
+            trace = _trace_id(item)
+            result = by_trace.get(trace) if trace is not None else None
+            if result is None:
+                result = next((r for r in self.results if self._matches(item, r)), None)
             error = next((e for e in self.errors if _names(e, item)), None)
             if result is not None or (error is None and not self.errors):
                 outcomes.append(InputOutcome(item, True, result))

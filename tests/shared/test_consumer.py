@@ -256,3 +256,30 @@ async def _true(value: object) -> bool:
 
 async def dead_depth(consumer: Consumer, n: int) -> bool:
     return await queue_depth(consumer.broker.topology.dead_queue(SPEC)) >= n
+
+
+async def test_acks_share_frames_and_never_cover_a_message_still_handled(make_consumer) -> None:
+    """Finished handlers' acks go out together (``basic.ack multiple``), and a message
+    whose handler has not finished is not covered: after the channel goes, exactly the
+    unfinished ones come back."""
+    release = asyncio.Event()
+    finished: list[int] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        n = json.loads(event.data)["n"]
+        if n in (83, 93):  # these never finish while the test looks
+            await release.wait()
+        await asyncio.sleep(0.01)
+        finished.append(n)
+
+    consumer = await make_consumer(handler, prefetch_count=32)
+    await asyncio.gather(*(publish(consumer, n) for n in range(100)))
+    await eventually(lambda: _true(len(finished) == 98), timeout_s=20)
+    await asyncio.sleep(0.3)  # the last acks are on the wire
+    acks = consumer._acks
+    assert acks is not None and acks.frames < 60, acks.frames  # shared frames
+    assert consumer._channel is not None
+    await consumer._channel.close()  # as if the process died: unacked ones go back
+    back = await get_messages(consumer.broker.topology.queue(SPEC))
+    assert sorted(json.loads(m.body)["n"] for m in back) == [83, 93]
+    release.set()
