@@ -250,9 +250,10 @@ class SyncerSettings(CommonSettings, ProviderSettings, OutboxSettings):
     # Each replica looks for due contacts no one is sending this often (seconds): those
     # of a replica that stopped between its commit and the push, or whose call failed.
     hubspot_push_sweep_s: float = Field(default=5.0, gt=0)
-    # Single-contact credit notifications in flight on the one-statement path per
-    # replica; the ones beyond wait for a shared batch transaction (credits_batch.py).
-    credits_direct_limit: int = Field(default=4, ge=0)
+    # Single-contact credit notifications in flight on their own per replica; the ones
+    # beyond wait for a shared batch transaction (credits_batch.py). 0: one credits
+    # transaction at a time, the others gather for the next (measured best, bench/README).
+    credits_direct_limit: int = Field(default=0, ge=0)
     # Notifications per batch transaction at most.
     credits_max_batch: int = Field(default=64, ge=1)
     # W1: the CRM database, read-only, through crm_customers / crm_packages (docs/crm-views.md).

@@ -1,13 +1,14 @@
 """Single-contact credit notifications, batched when the syncer is behind.
 
-At a steady rate each notification takes the one-statement fast path
-(``credits_fast.py``) as soon as it arrives. When more than ``direct_limit`` of them
-are in flight on this replica (a backlog after a stall, a burst, the prefetch window
-filling up), the others wait for the next **batch**: one transaction of five
+Up to ``direct_limit`` notifications in flight on this replica take the
+one-statement fast path (``credits_fast.py``) as soon as they arrive; the others wait
+for the next **batch** (with the default limit of 0, every notification does, and a
+batch of one is the fast path's single statement): one transaction of five
 statements for up to ``max_batch`` notifications, whatever their number (BEGIN;
 ``credits_bulk.LOCK_SQL``; the claim of every event id; ``credits_bulk.APPLY_SQL``,
-with each notification's own reason, time and event id; COMMIT). One batch runs at a time
-and the next gathers while it does, so the busier the replica, the bigger the batches
+with each notification's own reason, time and event id; COMMIT); keys a contact lacks
+are learnt as the transactional path learns them. One batch runs at a time and the
+next gathers while it does, so the busier the replica, the bigger the batches
 and the cheaper each notification: a backlog drains faster instead of slower.
 
 The end state is the fast path's, notification by notification: the claim makes a
@@ -21,8 +22,8 @@ delivered at once to another replica's fast path waits instead of deadlocking.
 A batch never holds two notifications that share an event id or a contact key
 (HubSpot id, student id, email case-insensitively): the later one waits for the next
 batch, so notifications for one student still apply one after the other. When
-``LOCK_SQL`` finds two of them that reach the same contact by different keys, a key
-to learn, or a concurrent transaction creates one of its new contacts first, the batch
+``LOCK_SQL`` finds two of them that reach the same contact by different keys, or a
+concurrent transaction creates one of its new contacts first, the batch
 is rolled back whole and each of its notifications takes the transactional path
 (:data:`RUN_ALONE`). So does every notification of a batch that failed (one
 notification's bad data, a database outage): none fails because of another, and each
@@ -95,7 +96,7 @@ class CreditBatcher:
         pool: asyncpg.Pool,
         consumer: str,
         *,
-        direct_limit: int = 4,
+        direct_limit: int = 0,
         max_batch: int = 64,
     ) -> None:
         self.pool = pool
