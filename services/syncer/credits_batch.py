@@ -2,8 +2,9 @@
 
 Up to ``direct_limit`` notifications in flight on this replica take the
 one-statement fast path (``credits_fast.py``) as soon as they arrive; the others wait
-for the next **batch** (with the default limit of 0, every notification does, and a
-batch of one is the fast path's single statement): one transaction of five
+for the next **batch** (with the default limit of 0, every notification does; fewer
+than ``min_batch`` waiting run as that many single statements at once): one
+transaction of five
 statements for up to ``max_batch`` notifications, whatever their number (BEGIN;
 ``credits_bulk.LOCK_SQL``; the claim of every event id; ``credits_bulk.APPLY_SQL``,
 with each notification's own reason, time and event id; COMMIT); keys a contact lacks
@@ -89,6 +90,8 @@ class CreditBatcher:
         direct_limit: notifications in flight on the one-statement path before the
             next ones wait for a batch.
         max_batch: notifications per batch.
+        min_batch: fewer notifications than this run as that many single statements
+            at once (a batch of two would cost five statements instead of two).
     """
 
     def __init__(
@@ -98,11 +101,13 @@ class CreditBatcher:
         *,
         direct_limit: int = 0,
         max_batch: int = 64,
+        min_batch: int = 4,
     ) -> None:
         self.pool = pool
         self.consumer = consumer
         self.direct_limit = direct_limit
         self.max_batch = max_batch
+        self.min_batch = min_batch
         self._direct = 0
         self._pending: list[_Item] = []
         self._running: asyncio.Task[None] | None = None
@@ -154,13 +159,17 @@ class CreditBatcher:
 
     async def _run(self, batch: list[_Item]) -> None:
         try:
-            if len(batch) == 1:
-                item = batch[0]
-                outcomes = [
-                    await apply_fast(self.pool, self.consumer, item.change, item.note, item.event)
-                ]
+            if len(batch) < self.min_batch:
+                # Too few to pay for a batch's five statements: each its own one, at once.
+                results = await asyncio.gather(
+                    *(
+                        apply_fast(self.pool, self.consumer, i.change, i.note, i.event)
+                        for i in batch
+                    ),
+                    return_exceptions=True,
+                )
             else:
-                outcomes = await self._apply_batch(batch)
+                results = list(await self._apply_batch(batch))
         except BaseException as exc:  # every waiter must wake, whatever happened
             for item in batch:
                 if not item.done.done():
@@ -168,9 +177,13 @@ class CreditBatcher:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if not item.done.done():
-                item.done.set_result(outcome)
+        for item, result in zip(batch, results, strict=True):
+            if item.done.done():
+                continue
+            if isinstance(result, BaseException):
+                item.done.set_exception(result)
+            else:
+                item.done.set_result(result)
 
     async def _apply_batch(self, batch: list[_Item]) -> list[FastOutcome]:
         """One transaction for ``batch``: its outcomes in order, or :data:`RUN_ALONE`

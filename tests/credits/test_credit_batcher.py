@@ -126,7 +126,7 @@ async def test_one_contact_by_two_keys_in_a_batch_runs_alone(db) -> None:
         {"contact": {"studentId": "st-5"}, "credits": {"sj_credits": 3}, "version": 1},
     ]
     events = [event_of(body, f"k-{i}") for i, body in enumerate(bodies)]
-    batcher = CreditBatcher(db, CREDITS.name, direct_limit=0)
+    batcher = CreditBatcher(db, CREDITS.name, direct_limit=0, min_batch=2)
     # The first goes on its own at once; the other three meet in one batch, which
     # gives way: each then runs alone (concurrently, as separate deliveries would).
     await at_once(batcher, db, [event_of(SINGLES[3], "warm"), *events])
