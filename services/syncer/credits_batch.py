@@ -121,7 +121,9 @@ class CreditBatcher:
 
         Returns what :func:`credits_fast.apply_fast` returns; ``found=False``
         (:data:`RUN_ALONE`) sends the caller to the transactional path, as there.
-        Raises the database's error when the statement or the batch failed.
+        Raises the database's error when this notification's own statement failed
+        (a batch that failed sends each of its notifications to the transactional
+        path instead, where each fails or succeeds on its own).
         """
         if self._direct < self.direct_limit and not self._pending:
             self._direct += 1
