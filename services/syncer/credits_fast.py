@@ -96,7 +96,9 @@ FROM target
 class FastOutcome:
     """``found``: the contact existed or was created (else nothing was written);
     ``claimed``: the message was new; ``changed``: credit types whose balance was
-    written (the contact, ``contact_id``, is then due for HubSpot)."""
+    written (the contact, ``contact_id``, is then due for HubSpot). From a batch
+    (``credits_batch.py``) ``changed`` is the notification's credit types when any of
+    them was written: ``APPLY_SQL`` reports changes per contact, not per type."""
 
     found: bool
     claimed: bool = False

@@ -189,11 +189,13 @@ async def test_one_bad_notification_fails_alone_not_its_batch(db, poison) -> Non
     ]  # fmt: skip
     events = [event_of(body, f"p-{i}") for i, body in enumerate(bodies)]
     poked: list[int] = []
-    deps = deps_of(db, CreditBatcher(db, CREDITS.name, direct_limit=0), poked)
+    batcher = CreditBatcher(db, CREDITS.name, direct_limit=0)
+    deps = deps_of(db, batcher, poked)
     results = await asyncio.gather(
         *(handle_credits(e, None, deps) for e in events),  # type: ignore[arg-type]
         return_exceptions=True,
     )
+    assert (batcher.batches, batcher.batched) == (1, 5)  # the first went alone
     failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
     assert failed == [2]
     assert isinstance(results[2], asyncpg.RaiseError)
